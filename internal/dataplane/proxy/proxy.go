@@ -1,0 +1,201 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/torii-dev/torii/internal/dataplane/upstream"
+	"github.com/torii-dev/torii/internal/metrics"
+	"github.com/torii-dev/torii/internal/model"
+	"github.com/torii-dev/torii/internal/urlpath"
+)
+
+// Defaults applied by New to zero (or negative) Config fields.
+const (
+	DefaultConnectTimeout        = 5 * time.Second
+	DefaultResponseHeaderTimeout = 60 * time.Second
+	DefaultIdleConnTimeout       = 90 * time.Second
+	DefaultMaxIdleConnsPerHost   = 1024
+	DefaultMaxConnectAttempts    = 3
+	DefaultServerHeader          = "torii"
+)
+
+// copyBufferSize is the size of the pooled buffer that relays response
+// bodies; 32 KiB matches io.Copy and keeps syscalls per megabyte low.
+const copyBufferSize = 32 << 10
+
+// Config tunes a Proxy. The zero value is usable: every zero field takes the
+// default documented on it.
+type Config struct {
+	// ConnectTimeout bounds one TCP connect to an endpoint. Default 5s.
+	ConnectTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for the upstream's response
+	// headers once the request is written; expiry answers 504. Default 60s.
+	ResponseHeaderTimeout time.Duration
+	// IdleConnTimeout is how long an idle upstream keep-alive connection is
+	// kept. Default 90s.
+	IdleConnTimeout time.Duration
+	// MaxIdleConnsPerHost is the idle upstream connections kept per
+	// endpoint. Default 1024: Go's default of 2 makes a loaded proxy open
+	// and close connections constantly.
+	MaxIdleConnsPerHost int
+	// MaxConnectAttempts is how many endpoints one request may try when
+	// connects fail (nothing sent yet, so any method is safe to retry).
+	// Default 3.
+	MaxConnectAttempts int
+	// RejectEncodedSlash answers 400 to paths holding %2F, %5C or a raw
+	// backslash instead of treating them as opaque path characters.
+	RejectEncodedSlash bool
+	// ServerHeader replaces the upstream's Server header on every response.
+	// Default "torii".
+	ServerHeader string
+	// ConnTLS returns the TLS state of the request's connection even when
+	// r.TLS is nil (a listener that terminates TLS itself). Nil, or a nil
+	// result, falls back to r.TLS.
+	ConnTLS func(*http.Request) *tls.ConnectionState
+	// Metrics, if non-nil, receives the data-plane metrics.
+	Metrics *metrics.Metrics
+	// Logger receives upstream errors at debug level. Nil discards.
+	Logger *slog.Logger
+}
+
+// Router finds the route for a request. host is the request's Host
+// lower-cased, without port and trailing dot; path is canonical (see package
+// urlpath). backend indexes the backend handles given to Swap alongside the
+// router, or is -1 when the route's backend is absent. ok is false when
+// nothing matches.
+type Router interface {
+	Match(host, path string) (route *model.Route, backend int, ok bool)
+}
+
+// table is what one Swap installs. Requests load it once and use only it.
+type table struct {
+	router   Router
+	backends []*upstream.Backend
+}
+
+// Proxy is the data plane's http.Handler. It is safe for concurrent use.
+//
+// ServeHTTP rewrites r.Header in place into the header sent upstream (hop-by-
+// hop headers removed, X-Forwarded-* and X-Request-ID set) instead of cloning
+// it, so middleware that reads r.Header after ServeHTTP sees the forwarded
+// header set, including the request ID.
+type Proxy struct {
+	cfg       Config
+	pathOpts  urlpath.Options
+	dialer    net.Dialer
+	transport *http.Transport
+	// roundTripper is transport except in tests that measure the handler
+	// alone.
+	roundTripper http.RoundTripper
+	table        atomic.Pointer[table]
+	bufs         sync.Pool // *[]byte of copyBufferSize
+	tunnelBufs   sync.Pool // *[]byte of tunnelBufferSize
+	ids          requestIDs
+	ports        portCache
+	log          *slog.Logger
+	inst         *instruments
+	hdr          constHeaders
+	pages        errorPages
+	// halfClosedIdle is halfClosedIdleTimeout, shortened by tests.
+	halfClosedIdle time.Duration
+}
+
+// New returns a Proxy that answers 503 until the first Swap.
+func New(cfg Config) *Proxy {
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = DefaultConnectTimeout
+	}
+	if cfg.ResponseHeaderTimeout <= 0 {
+		cfg.ResponseHeaderTimeout = DefaultResponseHeaderTimeout
+	}
+	if cfg.IdleConnTimeout <= 0 {
+		cfg.IdleConnTimeout = DefaultIdleConnTimeout
+	}
+	if cfg.MaxIdleConnsPerHost <= 0 {
+		cfg.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
+	}
+	if cfg.MaxConnectAttempts <= 0 {
+		cfg.MaxConnectAttempts = DefaultMaxConnectAttempts
+	}
+	if cfg.ServerHeader == "" {
+		cfg.ServerHeader = DefaultServerHeader
+	}
+	p := &Proxy{
+		cfg:      cfg,
+		pathOpts: urlpath.Options{RejectEncodedSlash: cfg.RejectEncodedSlash},
+		log:      cfg.Logger,
+		hdr:      newConstHeaders(cfg.ServerHeader),
+
+		halfClosedIdle: halfClosedIdleTimeout,
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	p.pages = newErrorPages()
+	p.ids.init()
+	p.bufs.New = func() any { b := make([]byte, copyBufferSize); return &b }
+	p.tunnelBufs.New = func() any { b := make([]byte, tunnelBufferSize); return &b }
+	if cfg.Metrics != nil {
+		p.inst = newInstruments(cfg.Metrics)
+	}
+	p.transport = p.newTransport()
+	p.roundTripper = p.transport
+	return p
+}
+
+// Swap atomically installs a new routing table and the backend handles
+// aligned with the snapshot's Backends (from upstream.Registry.Sync).
+// In-flight requests keep the state they loaded. A nil Router makes the
+// proxy answer 503 again, as before the first Swap.
+func (p *Proxy) Swap(r Router, backends []*upstream.Backend) {
+	if r == nil {
+		p.table.Store(nil)
+		return
+	}
+	p.table.Store(&table{router: r, backends: backends})
+}
+
+// Close closes idle upstream connections. Requests in flight and tunnels are
+// not interrupted, and the Proxy stays usable.
+func (p *Proxy) Close() {
+	p.transport.CloseIdleConnections()
+}
+
+// ServeHTTP proxies one request.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var start time.Time
+	if p.inst != nil {
+		start = time.Now()
+	}
+	t := p.table.Load()
+	if t == nil {
+		p.reject(w, start, &p.pages.unavailable, rejectNotReady)
+		return
+	}
+	if r.Method == http.MethodConnect || r.Method == http.MethodTrace {
+		p.reject(w, start, &p.pages.methodNotAllowed, rejectMethod)
+		return
+	}
+	rawPath, rawQuery, hasQuery := requestTarget(r)
+	path, err := urlpath.Canonical(rawPath, p.pathOpts)
+	if err != nil {
+		p.reject(w, start, &p.pages.badRequest, rejectPath)
+		return
+	}
+	_, idx, ok := t.router.Match(routeHost(r.Host), path)
+	if !ok {
+		p.answer(w, start, &p.pages.notFound)
+		return
+	}
+	if idx < 0 || idx >= len(t.backends) || t.backends[idx] == nil {
+		p.fail(w, start, &p.pages.unavailable, failNoEndpoints)
+		return
+	}
+	p.forward(w, r, start, t.backends[idx], path, rawQuery, hasQuery)
+}
