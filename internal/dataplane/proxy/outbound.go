@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -59,6 +60,18 @@ func (b *requestBody) Read(p []byte) (int, error) {
 
 func (b *requestBody) Close() error { return nil }
 
+// errBodyConsumed stops a replay of a request whose body was partly sent.
+var errBodyConsumed = errors.New("request body already read; cannot replay")
+
+// rewind is the upstream request's GetBody: the same, untouched body, or an
+// error once any of it was read.
+func (b *requestBody) rewind() (io.ReadCloser, error) {
+	if b.read.Load() {
+		return nil, errBodyConsumed
+	}
+	return b, nil
+}
+
 // newOutbound prepares the upstream request for r: the canonical path as the
 // wire request target, the original raw query, the client's Host, a
 // streaming body, and the header rewritten in place by rewriteHeader. It
@@ -87,6 +100,11 @@ func (p *Proxy) newOutbound(r *http.Request, path, rawQuery string, hasQuery boo
 	} else {
 		o.body.src = r.Body
 		out.Body = &o.body
+		// A pooled upstream connection the backend has just closed fails
+		// before anything is written; the Transport then replays the
+		// request only if it can rewind the body. Ours can, as long as no
+		// byte of it was read.
+		out.GetBody = o.body.rewind
 	}
 	if out.Header == nil {
 		out.Header = make(http.Header)
@@ -135,11 +153,21 @@ func (p *Proxy) rewriteHeader(o *outbound, r *http.Request) (upgrade bool) {
 	ip := clientIP(r.RemoteAddr)
 	h["X-Forwarded-For"] = o.val(valForwardedFor, ip)
 	h["X-Real-Ip"] = o.val(valRealIP, ip)
+	scheme := p.hdr.http
 	if p.connTLS(r) != nil {
-		h["X-Forwarded-Proto"] = p.hdr.https
-	} else {
-		h["X-Forwarded-Proto"] = p.hdr.http
+		scheme = p.hdr.https
 	}
+	// X-Scheme and X-Forwarded-Scheme are what ingress-nginx sent, and
+	// applications migrating from it read them; like every other
+	// forwarding header they are Torii's word, never the client's.
+	h["X-Forwarded-Proto"] = scheme
+	h["X-Forwarded-Scheme"] = scheme
+	h["X-Scheme"] = scheme
+	// Other forwarding headers a client could use to spoof its origin are
+	// dropped rather than passed on unverified.
+	delete(h, "Forwarded")
+	delete(h, "X-Original-Forwarded-For")
+	delete(h, "X-Forwarded-Prefix")
 	h["X-Forwarded-Host"] = o.val(valForwardedHost, r.Host)
 	if port := p.localPort(r); port != "" {
 		h["X-Forwarded-Port"] = o.val(valForwardedPort, port)

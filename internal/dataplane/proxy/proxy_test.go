@@ -98,6 +98,11 @@ func TestForwardedHeaders(t *testing.T) {
 		"X-Forwarded-Proto: https\r\n"+
 		"X-Forwarded-Host: evil.example\r\n"+
 		"X-Forwarded-Port: 1\r\n"+
+		"X-Forwarded-Scheme: https\r\n"+
+		"X-Scheme: https\r\n"+
+		"Forwarded: for=6.6.6.6;proto=https\r\n"+
+		"X-Original-Forwarded-For: 6.6.6.6\r\n"+
+		"X-Forwarded-Prefix: /admin\r\n"+
 		"X-Request-ID: abc-123.def_456:7+8/9=\r\n"+
 		"Connection: keep-alive, X-Hop\r\n"+
 		"X-Hop: secret\r\n"+
@@ -111,15 +116,17 @@ func TestForwardedHeaders(t *testing.T) {
 		"\r\n")
 	got := rec.next(t)
 	want := http.Header{
-		"User-Agent":        {"test-agent/1.0"},
-		"X-Forwarded-For":   {"127.0.0.1"},
-		"X-Real-Ip":         {"127.0.0.1"},
-		"X-Forwarded-Proto": {"http"},
-		"X-Forwarded-Host":  {"Example.COM:8080"},
-		"X-Forwarded-Port":  {h.port()},
-		"X-Request-Id":      {"abc-123.def_456:7+8/9="},
-		"Te":                {"trailers"},
-		"X-Custom":          {"a", "b"},
+		"User-Agent":         {"test-agent/1.0"},
+		"X-Forwarded-For":    {"127.0.0.1"},
+		"X-Real-Ip":          {"127.0.0.1"},
+		"X-Forwarded-Proto":  {"http"},
+		"X-Forwarded-Scheme": {"http"},
+		"X-Scheme":           {"http"},
+		"X-Forwarded-Host":   {"Example.COM:8080"},
+		"X-Forwarded-Port":   {h.port()},
+		"X-Request-Id":       {"abc-123.def_456:7+8/9="},
+		"Te":                 {"trailers"},
+		"X-Custom":           {"a", "b"},
 	}
 	if !reflect.DeepEqual(got.header, want) {
 		t.Errorf("backend header:\n got %v\nwant %v", got.header, want)
