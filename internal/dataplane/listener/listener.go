@@ -1,0 +1,536 @@
+package listener
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// Defaults for zero Config fields.
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 75 * time.Second
+	DefaultMaxHeaderBytes    = 60 << 10
+	DefaultDrainTimeout      = 30 * time.Second
+)
+
+const (
+	// maxConcurrentStreams is the HTTP/2 stream limit per connection.
+	maxConcurrentStreams = 250
+	// goAwayInterval is how often GOAWAY is broadcast again while draining,
+	// to reach HTTP/2 connections that started just as the drain began.
+	goAwayInterval = 200 * time.Millisecond
+	// forceCloseWait bounds the wait for connection goroutines after they
+	// were force-closed.
+	forceCloseWait = 5 * time.Second
+)
+
+// Config configures a Server.
+type Config struct {
+	// HTTPAddr and HTTPSAddr are the listen addresses; "" disables that
+	// listener and "127.0.0.1:0" picks a free port.
+	HTTPAddr, HTTPSAddr string
+	// Handler serves every request, HTTP/1 and HTTP/2.
+	Handler http.Handler
+	// TLSConfig is required when HTTPSAddr is set. Its NextProtos decide
+	// whether clients may negotiate HTTP/2 ("h2").
+	TLSConfig *tls.Config
+	// ReadHeaderTimeout bounds reading a request head and the TLS
+	// handshake. Zero means DefaultReadHeaderTimeout.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes keep-alive connections without requests. Zero
+	// means DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds a request head. Zero means
+	// DefaultMaxHeaderBytes.
+	MaxHeaderBytes int
+	// DrainTimeout is how long Serve waits for in-flight requests after its
+	// context is done. Zero means DefaultDrainTimeout.
+	DrainTimeout time.Duration
+	// Logger receives the servers' own messages. Nil discards them.
+	Logger *slog.Logger
+	// OnConnState, if set, is called with +1 when a connection is accepted
+	// and -1 when it is closed, for an active-connections gauge. It is
+	// called from many goroutines and must be quick.
+	OnConnState func(delta int)
+}
+
+// connPhase is where an open connection is in its life.
+type connPhase uint8
+
+const (
+	phaseDispatch connPhase = iota // TLS handshake or protocol detection
+	phaseHTTP1                     // with net/http's HTTP/1 server
+	phaseHTTP2                     // with the HTTP/2 server
+)
+
+// Server is the client-facing HTTP and HTTPS listener pair.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	maxHead int
+
+	httpLn, httpsLn net.Listener
+	tlsConfig       *tls.Config
+
+	h1     *http.Server
+	h1Ln   *chanListener
+	h2     *http2.Server
+	goAway *http.Server // only broadcasts GOAWAY, see New
+	pool   bufPool
+
+	// dispatchCtx ends TLS handshakes when draining starts.
+	dispatchCtx    context.Context
+	cancelDispatch context.CancelFunc
+
+	mu       sync.Mutex
+	conns    map[*trackedConn]connPhase
+	draining bool
+	served   bool
+
+	acceptWG sync.WaitGroup // accept loops
+	connWG   sync.WaitGroup // per-connection goroutines: dispatch and HTTP/2
+}
+
+// New validates cfg and binds the listeners, so that address errors surface
+// at start-up and callers learn the ports. The listeners stay open until
+// Serve returns; to release them without serving, call Serve with a context
+// that is already done.
+func New(cfg Config) (*Server, error) {
+	if cfg.Handler == nil {
+		return nil, errors.New("listener: Handler is required")
+	}
+	if cfg.HTTPAddr == "" && cfg.HTTPSAddr == "" {
+		return nil, errors.New("listener: neither HTTPAddr nor HTTPSAddr is set")
+	}
+	if cfg.HTTPSAddr != "" && cfg.TLSConfig == nil {
+		return nil, errors.New("listener: TLSConfig is required with HTTPSAddr")
+	}
+	if cfg.ReadHeaderTimeout < 0 || cfg.IdleTimeout < 0 || cfg.DrainTimeout < 0 || cfg.MaxHeaderBytes < 0 {
+		return nil, errors.New("listener: timeouts and MaxHeaderBytes must not be negative")
+	}
+	cfg.ReadHeaderTimeout = orDefault(cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	cfg.IdleTimeout = orDefault(cfg.IdleTimeout, DefaultIdleTimeout)
+	cfg.DrainTimeout = orDefault(cfg.DrainTimeout, DefaultDrainTimeout)
+	cfg.MaxHeaderBytes = orDefault(cfg.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+
+	s := &Server{
+		cfg: cfg,
+		log: log,
+		// net/http allows MaxHeaderBytes plus 4096 bytes of slack for the
+		// request line; the guard inspects heads up to the same size.
+		maxHead: cfg.MaxHeaderBytes + 4096,
+		conns:   map[*trackedConn]connPhase{},
+	}
+	if cfg.TLSConfig != nil {
+		s.tlsConfig = cfg.TLSConfig.Clone()
+	}
+	var err error
+	if cfg.HTTPAddr != "" {
+		if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			return nil, fmt.Errorf("listener: listen for HTTP on %s: %w", cfg.HTTPAddr, err)
+		}
+	}
+	if cfg.HTTPSAddr != "" {
+		if s.httpsLn, err = net.Listen("tcp", cfg.HTTPSAddr); err != nil {
+			if s.httpLn != nil {
+				s.httpLn.Close()
+			}
+			return nil, fmt.Errorf("listener: listen for HTTPS on %s: %w", cfg.HTTPSAddr, err)
+		}
+	}
+	addr := s.HTTPAddr()
+	if addr == nil {
+		addr = s.HTTPSAddr()
+	}
+	s.h1Ln = newChanListener(addr)
+
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	s.h1 = &http.Server{
+		Handler:           cfg.Handler,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		// Scanners make net/http log a lot of client errors; they are noise
+		// at any level above debug.
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		// HTTP/2 is served by s.h2 on connections routed before net/http
+		// sees them; net/http must never upgrade on its own (h2c included).
+		Protocols:    protocols,
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+		ConnContext:  connContext,
+		ConnState:    s.connState,
+	}
+	s.h2 = &http2.Server{
+		MaxConcurrentStreams: maxConcurrentStreams,
+		IdleTimeout:          cfg.IdleTimeout,
+	}
+	// ConfigureServer is the only way to have an http2.Server send GOAWAY
+	// to the connections it serves: it registers that as an OnShutdown hook
+	// of an http.Server. A separate http.Server that never serves carries
+	// the hook, so GOAWAY can be broadcast again during the drain without
+	// shutting s.h1 down twice.
+	s.goAway = &http.Server{}
+	if err := http2.ConfigureServer(s.goAway, s.h2); err != nil {
+		s.closeListeners()
+		return nil, fmt.Errorf("listener: configure HTTP/2: %w", err)
+	}
+	return s, nil
+}
+
+func orDefault[T time.Duration | int](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// HTTPAddr returns the plain HTTP listener's address, or nil if disabled.
+func (s *Server) HTTPAddr() net.Addr {
+	if s.httpLn == nil {
+		return nil
+	}
+	return s.httpLn.Addr()
+}
+
+// HTTPSAddr returns the HTTPS listener's address, or nil if disabled.
+func (s *Server) HTTPSAddr() net.Addr {
+	if s.httpsLn == nil {
+		return nil
+	}
+	return s.httpsLn.Addr()
+}
+
+// Serve serves until ctx is done, then stops accepting, lets in-flight
+// requests finish (closing idle keep-alive connections and sending GOAWAY on
+// HTTP/2 ones) for up to DrainTimeout, force-closes what remains and
+// returns. Hijacked connections (WebSockets) are left to their handlers.
+// It returns an error only if the drain timed out or Serve was called twice.
+func (s *Server) Serve(ctx context.Context) error {
+	s.mu.Lock()
+	if s.served {
+		s.mu.Unlock()
+		return errors.New("listener: Serve called more than once")
+	}
+	s.served = true
+	s.mu.Unlock()
+
+	// Requests outlive ctx during the drain, so their contexts descend
+	// from a copy of it that is never cancelled.
+	base := context.WithoutCancel(ctx)
+	s.h1.BaseContext = func(net.Listener) context.Context { return base }
+	s.dispatchCtx, s.cancelDispatch = context.WithCancel(base)
+	defer s.cancelDispatch()
+
+	h1Done := make(chan struct{})
+	go func() {
+		defer close(h1Done)
+		// Serve returns http.ErrServerClosed once Shutdown closes h1Ln;
+		// that is the only way it ends.
+		_ = s.h1.Serve(s.h1Ln)
+	}()
+	if s.httpLn != nil {
+		s.acceptWG.Add(1)
+		go s.accept(base, s.httpLn, false)
+	}
+	if s.httpsLn != nil {
+		s.acceptWG.Add(1)
+		go s.accept(base, s.httpsLn, true)
+	}
+
+	<-ctx.Done()
+	err := s.drain()
+	<-h1Done
+	return err
+}
+
+// drain stops accepting and waits for in-flight work for up to DrainTimeout.
+func (s *Server) drain() error {
+	s.mu.Lock()
+	s.draining = true
+	var dispatching []*trackedConn
+	for c, phase := range s.conns {
+		if phase == phaseDispatch {
+			dispatching = append(dispatching, c)
+		}
+	}
+	s.mu.Unlock()
+	s.closeListeners()
+	// Shutdown closes h1Ln too, unless it runs before h1.Serve has
+	// registered it; closing it here makes hand-overs give up either way.
+	s.h1Ln.Close()
+	s.acceptWG.Wait()
+	// Connections not yet given to a server carry no request worth waiting
+	// for: abort handshakes and protocol detection.
+	s.cancelDispatch()
+	for _, c := range dispatching {
+		c.Close()
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
+	defer cancel()
+	s.broadcastGoAway()
+	// Shutdown closes h1Ln and idle connections, then waits for active ones.
+	h1Err := s.h1.Shutdown(ctx)
+
+	connsDone := make(chan struct{})
+	go func() {
+		s.connWG.Wait()
+		close(connsDone)
+	}()
+	ticker := time.NewTicker(goAwayInterval)
+	defer ticker.Stop()
+	timedOut := h1Err != nil
+	for !timedOut {
+		select {
+		case <-connsDone:
+			return nil
+		case <-ticker.C:
+			s.broadcastGoAway()
+		case <-ctx.Done():
+			timedOut = true
+		}
+	}
+
+	s.mu.Lock()
+	remaining := make([]*trackedConn, 0, len(s.conns))
+	for c := range s.conns {
+		remaining = append(remaining, c)
+	}
+	s.mu.Unlock()
+	// net/http's Close closes its connections through the guard (and
+	// marks them closed for its own bookkeeping); the rest are HTTP/2.
+	s.h1.Close()
+	for _, c := range remaining {
+		c.Close()
+	}
+	select {
+	case <-connsDone:
+	case <-time.After(forceCloseWait):
+		s.log.Warn("connection goroutines still running after force-close")
+	}
+	return fmt.Errorf("listener: drain did not finish within %s; closed %d connections", s.cfg.DrainTimeout, len(remaining))
+}
+
+// broadcastGoAway tells every HTTP/2 connection to finish its streams and
+// accept no more. It runs the OnShutdown hook that ConfigureServer put on
+// s.goAway; that server has no listeners or connections of its own, so
+// Shutdown returns at once and may be called again.
+func (s *Server) broadcastGoAway() {
+	_ = s.goAway.Shutdown(context.Background())
+}
+
+func (s *Server) closeListeners() {
+	for _, ln := range []net.Listener{s.httpLn, s.httpsLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+}
+
+// accept runs one listener's accept loop; each connection is set up on a
+// goroutine of its own so that slow clients cannot stall accepting.
+func (s *Server) accept(ctx context.Context, ln net.Listener, secure bool) {
+	defer s.acceptWG.Done()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Typically out of file descriptors: back off like net/http
+			// rather than spin.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed", "addr", ln.Addr().String(), "err", err, "retry_in", delay)
+			select {
+			case <-time.After(delay):
+			case <-s.dispatchCtx.Done():
+				return
+			}
+			continue
+		}
+		delay = 0
+		tc := s.track(c)
+		if tc == nil {
+			continue
+		}
+		s.connWG.Add(1)
+		if secure {
+			go s.serveTLS(ctx, tc)
+		} else {
+			go s.servePlain(ctx, tc)
+		}
+	}
+}
+
+// track registers an accepted socket, or closes it if draining has begun.
+func (s *Server) track(c net.Conn) *trackedConn {
+	tc := &trackedConn{Conn: c, srv: s}
+	if f := s.cfg.OnConnState; f != nil {
+		f(+1)
+	}
+	s.mu.Lock()
+	draining := s.draining
+	if !draining {
+		s.conns[tc] = phaseDispatch
+	}
+	s.mu.Unlock()
+	if draining {
+		tc.Close()
+		return nil
+	}
+	return tc
+}
+
+// forget is called once when a tracked socket closes.
+func (s *Server) forget(c *trackedConn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	if f := s.cfg.OnConnState; f != nil {
+		f(-1)
+	}
+}
+
+// enter moves a connection to a server, unless draining has begun or the
+// connection is already closed.
+func (s *Server) enter(c *trackedConn, phase connPhase) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, open := s.conns[c]; !open || s.draining {
+		return false
+	}
+	s.conns[c] = phase
+	return true
+}
+
+// servePlain routes a plain connection: HTTP/2 with prior knowledge if it
+// starts with the HTTP/2 preface, HTTP/1 through the guard otherwise.
+func (s *Server) servePlain(ctx context.Context, tc *trackedConn) {
+	defer s.connWG.Done()
+	g := newGuard(tc, tc, &s.pool, s.maxHead, s.cfg.ReadHeaderTimeout)
+	_ = tc.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
+	h2c, err := g.detectPreface()
+	if err != nil {
+		s.log.Debug("reading first bytes failed", "remote", tc.RemoteAddr().String(), "err", err)
+		tc.Close()
+		return
+	}
+	_ = tc.SetReadDeadline(time.Time{})
+	if h2c {
+		s.serveHTTP2(ctx, tc, g.replay())
+		return
+	}
+	s.serveHTTP1(tc, g)
+}
+
+// serveTLS handshakes, bounded by ReadHeaderTimeout, and routes by ALPN.
+func (s *Server) serveTLS(ctx context.Context, tc *trackedConn) {
+	defer s.connWG.Done()
+	conn := tls.Server(tc, s.tlsConfig)
+	deadline := time.Now().Add(s.cfg.ReadHeaderTimeout)
+	_ = tc.SetDeadline(deadline)
+	hctx, cancel := context.WithDeadline(s.dispatchCtx, deadline)
+	err := conn.HandshakeContext(hctx)
+	cancel()
+	if err != nil {
+		var rhe tls.RecordHeaderError
+		if errors.As(err, &rhe) && rhe.Conn != nil && looksLikeHTTP(rhe.RecordHeader) {
+			_, _ = io.WriteString(rhe.Conn, "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+		}
+		s.log.Debug("TLS handshake failed", "remote", tc.RemoteAddr().String(), "err", err)
+		tc.Close()
+		return
+	}
+	_ = tc.SetDeadline(time.Time{})
+	state := conn.ConnectionState()
+	if state.NegotiatedProtocol == http2.NextProtoTLS {
+		s.serveHTTP2(context.WithValue(ctx, tlsStateKey{}, &state), tc, conn)
+		return
+	}
+	g := newGuard(conn, tc, &s.pool, s.maxHead, s.cfg.ReadHeaderTimeout)
+	s.serveHTTP1(tc, &tlsGuardConn{guardConn: g, state: state})
+}
+
+func looksLikeHTTP(hdr [5]byte) bool {
+	switch string(hdr[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO":
+		return true
+	}
+	return false
+}
+
+func (s *Server) serveHTTP1(tc *trackedConn, c net.Conn) {
+	if !s.enter(tc, phaseHTTP1) {
+		c.Close()
+		return
+	}
+	s.h1Ln.handoff(c)
+}
+
+func (s *Server) serveHTTP2(ctx context.Context, tc *trackedConn, c net.Conn) {
+	if !s.enter(tc, phaseHTTP2) {
+		c.Close()
+		return
+	}
+	s.h2.ServeConn(c, &http2.ServeConnOpts{Context: ctx, BaseConfig: s.h1, Handler: s.cfg.Handler})
+	// ServeConn does not close a connection it refuses at once (bad TLS
+	// parameters).
+	c.Close()
+}
+
+// connState follows net/http's view of HTTP/1 connections for the guard.
+func (s *Server) connState(c net.Conn, state http.ConnState) {
+	gc, ok := c.(guarded)
+	if !ok {
+		return
+	}
+	g := gc.guard()
+	switch state {
+	case http.StateIdle:
+		g.noteIdle()
+	case http.StateHijacked:
+		g.noteHijacked()
+		// The handler owns it now: the drain neither waits for it nor
+		// closes it.
+		s.mu.Lock()
+		delete(s.conns, g.raw)
+		s.mu.Unlock()
+	}
+}
+
+// tlsStateKey is the request-context key of the connection's TLS state.
+type tlsStateKey struct{}
+
+func connContext(ctx context.Context, c net.Conn) context.Context {
+	if tc, ok := c.(*tlsGuardConn); ok {
+		return context.WithValue(ctx, tlsStateKey{}, &tc.state)
+	}
+	return ctx
+}
+
+// ConnTLS returns the TLS state of the connection a request arrived on
+// (r.TLS when set, otherwise what the listener recorded in the request
+// context), or nil for plain HTTP.
+func ConnTLS(r *http.Request) *tls.ConnectionState {
+	if r.TLS != nil {
+		return r.TLS
+	}
+	st, _ := r.Context().Value(tlsStateKey{}).(*tls.ConnectionState)
+	return st
+}
