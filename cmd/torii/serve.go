@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/torii-dev/torii/internal/server"
+)
+
+// serveFlags registers the flags of `torii serve` (shared with `torii demo`)
+// on fs and returns a function that builds the server configuration once fs
+// is parsed.
+func serveFlags(fs *flag.FlagSet) func(stderr io.Writer) (server.Config, error) {
+	cfg := server.Config{}
+	fs.StringVar(&cfg.ManifestDir, "manifests", "", "directory of Kubernetes YAML manifests to serve (watched for changes)")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", ":8080", "plain HTTP listener address (empty disables)")
+	fs.StringVar(&cfg.HTTPSAddr, "https-addr", ":8443", "HTTPS listener address (empty disables)")
+	fs.StringVar(&cfg.AdminAddr, "admin-addr", ":10254", "admin listener address: /healthz, /readyz, /metrics, /debug/routes")
+	fs.StringVar(&cfg.Translate.ControllerName, "controller-name", "torii.dev/ingress-controller", "IngressClass spec.controller value this controller owns")
+	fs.StringVar(&cfg.Translate.IngressClass, "ingress-class", "torii", "legacy kubernetes.io/ingress.class annotation value this controller owns")
+	fs.BoolVar(&cfg.Translate.WatchIngressWithoutClass, "watch-ingress-without-class", false, "also serve Ingresses that name no class")
+	fs.StringVar(&cfg.DefaultSSLCertificate, "default-ssl-certificate", "", "TLS Secret <namespace>/<name> served when no certificate matches (default: self-signed, generated at start)")
+	fs.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "time allowed to read a client's request headers")
+	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 75*time.Second, "keep-alive idle timeout for client connections")
+	fs.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", 60<<10, "maximum size of a client's request headers")
+	fs.DurationVar(&cfg.Proxy.ConnectTimeout, "upstream-connect-timeout", 5*time.Second, "timeout for connecting to an upstream endpoint")
+	fs.DurationVar(&cfg.Proxy.ResponseHeaderTimeout, "upstream-response-header-timeout", 60*time.Second, "timeout for an upstream's response headers")
+	fs.IntVar(&cfg.Proxy.MaxIdleConnsPerHost, "upstream-max-idle-conns", 1024, "idle keep-alive connections kept per upstream endpoint")
+	fs.BoolVar(&cfg.Proxy.RejectEncodedSlash, "reject-encoded-slash", false, "answer 400 to paths containing %2F, %5C or a backslash instead of forwarding them encoded")
+	fs.DurationVar(&cfg.ShutdownGracePeriod, "shutdown-grace-period", 5*time.Second, "on SIGTERM, how long readiness is false before listeners stop accepting")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 30*time.Second, "on shutdown, how long in-flight requests may take to finish")
+	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve net/http/pprof on the admin listener")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	return func(stderr io.Writer) (server.Config, error) {
+		log, err := newLogger(stderr, *logLevel, *logFormat)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Logger = log
+		return cfg, nil
+	}
+}
+
+func serveCommand(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("torii serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	build := serveFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	cfg, err := build(stderr)
+	if err != nil {
+		return err
+	}
+	if cfg.ManifestDir == "" {
+		return errors.New("--manifests DIR is required")
+	}
+	return serve(ctx, cfg)
+}
+
+// serve runs a server until ctx is done.
+func serve(ctx context.Context, cfg server.Config) error {
+	srv, err := server.New(cfg)
+	if err != nil {
+		return err
+	}
+	cfg.Logger.Info("torii serving", "version", version, "manifests", cfg.ManifestDir,
+		"http", addrString(srv.HTTPAddr()), "https", addrString(srv.HTTPSAddr()), "admin", srv.AdminAddr().String())
+	return srv.Run(ctx)
+}
+
+func addrString(a interface{ String() string }) string {
+	if a == nil {
+		return "disabled"
+	}
+	return a.String()
+}

@@ -1,0 +1,215 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/torii-dev/torii/internal/admin"
+	"github.com/torii-dev/torii/internal/controller"
+	"github.com/torii-dev/torii/internal/dataplane"
+	"github.com/torii-dev/torii/internal/dataplane/certstore"
+	"github.com/torii-dev/torii/internal/dataplane/listener"
+	"github.com/torii-dev/torii/internal/dataplane/proxy"
+	"github.com/torii-dev/torii/internal/metrics"
+	"github.com/torii-dev/torii/internal/source/dir"
+	"github.com/torii-dev/torii/internal/translate"
+)
+
+// Config is everything `torii serve` is configured with.
+type Config struct {
+	// ManifestDir is the directory of Kubernetes YAML to serve.
+	ManifestDir string
+
+	HTTPAddr, HTTPSAddr, AdminAddr string
+
+	Translate translate.Config
+	// DefaultSSLCertificate names a TLS Secret "<namespace>/<name>" served
+	// when no certificate matches; a self-signed one is generated otherwise.
+	DefaultSSLCertificate string
+
+	Proxy proxy.Config
+
+	ReadHeaderTimeout time.Duration
+	IdleTimeout       time.Duration
+	MaxHeaderBytes    int
+	// ShutdownGracePeriod is how long readiness reports false before the
+	// listeners stop accepting, so load balancers stop sending new traffic.
+	ShutdownGracePeriod time.Duration
+	// DrainTimeout bounds the wait for in-flight requests at shutdown.
+	DrainTimeout time.Duration
+
+	Pprof  bool
+	Logger *slog.Logger
+}
+
+// Server is a running Torii process.
+type Server struct {
+	cfg       Config
+	log       *slog.Logger
+	metrics   *metrics.Metrics
+	dp        *dataplane.Dataplane
+	ctrl      *controller.Controller
+	source    *dir.Source
+	listeners *listener.Server
+	admin     *admin.Server
+
+	stopping     atomic.Bool
+	sourceMu     sync.Mutex
+	sourceErrors []string
+}
+
+// New builds every part, binds every listener and publishes the first
+// snapshot, so that when New returns the process can serve.
+func New(cfg Config) (*Server, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, log: log, metrics: metrics.New()}
+
+	defaultCert, err := certstore.SelfSigned(nil, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("generate default certificate: %w", err)
+	}
+	proxyCfg := cfg.Proxy
+	proxyCfg.ConnTLS = listener.ConnTLS
+	proxyCfg.Metrics = s.metrics
+	proxyCfg.Logger = log
+	s.dp = dataplane.New(dataplane.Config{Proxy: proxyCfg, DefaultCertificate: &defaultCert})
+	s.ctrl = controller.New(controller.Config{Translate: cfg.Translate, Dataplane: s.dp, Metrics: s.metrics, Logger: log})
+
+	if s.source, err = dir.New(dir.Config{Dir: cfg.ManifestDir, Logger: log}); err != nil {
+		return nil, err
+	}
+	s.apply(s.source.Load())
+
+	if s.listeners, err = listener.New(listener.Config{
+		HTTPAddr:          cfg.HTTPAddr,
+		HTTPSAddr:         cfg.HTTPSAddr,
+		Handler:           s.dp.Handler(),
+		TLSConfig:         s.dp.TLSConfig(),
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		DrainTimeout:      cfg.DrainTimeout,
+		Logger:            log,
+		OnConnState:       func(delta int) { s.metrics.ActiveConnections.Add(float64(delta)) },
+	}); err != nil {
+		return nil, err
+	}
+	if s.admin, err = admin.New(admin.Config{
+		Addr:    cfg.AdminAddr,
+		Ready:   s.Ready,
+		Metrics: s.metrics.Handler(),
+		Routes:  func() any { return s.ctrl.DebugRoutes(s.currentSourceErrors()) },
+		Pprof:   cfg.Pprof,
+		Logger:  log,
+	}); err != nil {
+		// Serve with a done context releases the bound proxy listeners.
+		canceled, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = s.listeners.Serve(canceled)
+		return nil, err
+	}
+	return s, nil
+}
+
+// HTTPAddr is the plain HTTP listener's address (nil when disabled).
+func (s *Server) HTTPAddr() net.Addr { return s.listeners.HTTPAddr() }
+
+// HTTPSAddr is the TLS listener's address (nil when disabled).
+func (s *Server) HTTPSAddr() net.Addr { return s.listeners.HTTPSAddr() }
+
+// AdminAddr is the admin listener's address.
+func (s *Server) AdminAddr() net.Addr { return s.admin.Addr() }
+
+// Ready reports whether a snapshot is live and the server is not stopping.
+func (s *Server) Ready() bool { return s.ctrl.Ready() && !s.stopping.Load() }
+
+// Run serves until ctx is done, then stops gracefully: readiness turns false,
+// the grace period passes, listeners stop accepting and in-flight requests
+// drain.
+func (s *Server) Run(ctx context.Context) error {
+	serveCtx, stopServing := context.WithCancel(context.Background())
+	defer stopServing()
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	run := func(name string, fn func(context.Context) error, ctx context.Context) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	run("manifest source", func(ctx context.Context) error { return s.source.Run(ctx, s.apply) }, serveCtx)
+	run("proxy listeners", s.listeners.Serve, serveCtx)
+	run("admin listener", s.admin.Serve, serveCtx)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	s.stopping.Store(true)
+	if err == nil && s.cfg.ShutdownGracePeriod > 0 {
+		s.log.Info("shutting down: readiness is false, waiting for the grace period", "period", s.cfg.ShutdownGracePeriod)
+		time.Sleep(s.cfg.ShutdownGracePeriod)
+	}
+	stopServing()
+	wg.Wait()
+	s.dp.Close()
+	return err
+}
+
+// apply publishes a source update.
+func (s *Server) apply(u dir.Update) {
+	errs := make([]string, 0, len(u.Errors))
+	for _, e := range u.Errors {
+		errs = append(errs, e.Error())
+	}
+	s.sourceMu.Lock()
+	s.sourceErrors = errs
+	s.sourceMu.Unlock()
+	if err := s.ctrl.Apply(u.Objects); err != nil {
+		s.log.Error("snapshot not published", "error", err)
+		return
+	}
+	s.applyDefaultCertificate(u)
+}
+
+func (s *Server) currentSourceErrors() []string {
+	s.sourceMu.Lock()
+	defer s.sourceMu.Unlock()
+	return s.sourceErrors
+}
+
+// applyDefaultCertificate loads --default-ssl-certificate from the objects.
+func (s *Server) applyDefaultCertificate(u dir.Update) {
+	ref := s.cfg.DefaultSSLCertificate
+	if ref == "" {
+		return
+	}
+	for _, sec := range u.Objects.Secrets {
+		if sec.Namespace+"/"+sec.Name != ref {
+			continue
+		}
+		cert, err := tls.X509KeyPair(sec.Data["tls.crt"], sec.Data["tls.key"])
+		if err != nil {
+			s.log.Warn("default SSL certificate secret is not a valid TLS pair; keeping the current default", "secret", ref, "error", err)
+			return
+		}
+		s.dp.SetDefaultCertificate(&cert)
+		return
+	}
+	s.log.Warn("default SSL certificate secret not found; keeping the current default", "secret", ref)
+}
