@@ -45,8 +45,15 @@ spec:
 }
 
 // rawExchange writes raw bytes on a new connection and reads one response.
-// It reports whether the server closed the connection after it.
-func rawExchange(t *testing.T, addr, request string) (*http.Response, string, bool) {
+func rawExchange(t *testing.T, addr, request string) (*http.Response, string) {
+	t.Helper()
+	resp, body, _ := exchange(t, addr, request, false)
+	return resp, body
+}
+
+// exchange is rawExchange that, with checkClose, also reports whether the
+// server closed the connection after the response.
+func exchange(t *testing.T, addr, request string, checkClose bool) (*http.Response, string, bool) {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", addr, waitTimeout)
 	if err != nil {
@@ -64,6 +71,9 @@ func rawExchange(t *testing.T, addr, request string) (*http.Response, string, bo
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	if !checkClose {
+		return resp, string(body), false
+	}
 	// A closed connection reads EOF promptly; an open one times out.
 	_ = conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 	_, err = br.ReadByte()
@@ -87,7 +97,7 @@ func decodeEcho(t *testing.T, body string) demo.Reply {
 
 func TestForwardedHeaders(t *testing.T) {
 	tr := edgeTorii(t)
-	resp, body, _ := rawExchange(t, tr.http, "GET /foo/bar?x=1&y=%2F HTTP/1.1\r\n"+
+	resp, body := rawExchange(t, tr.http, "GET /foo/bar?x=1&y=%2F HTTP/1.1\r\n"+
 		"Host: Edge.Example:8080\r\n"+
 		"User-Agent: raw-client/1.0\r\n"+
 		"X-Forwarded-For: 6.6.6.6\r\n"+
@@ -138,7 +148,7 @@ func TestRequestIDGeneratedWhenMissingOrInvalid(t *testing.T) {
 	tr := edgeTorii(t)
 	seen := map[string]bool{}
 	for _, incoming := range []string{"", "X-Request-ID: bad id with spaces\r\n", "X-Request-ID: " + strings.Repeat("a", 300) + "\r\n"} {
-		_, body, _ := rawExchange(t, tr.http, "GET / HTTP/1.1\r\nHost: edge.example\r\n"+incoming+"\r\n")
+		_, body := rawExchange(t, tr.http, "GET / HTTP/1.1\r\nHost: edge.example\r\n"+incoming+"\r\n")
 		id := decodeEcho(t, body).Headers["X-Request-Id"]
 		if len(id) != 1 || len(id[0]) < 16 || strings.ContainsAny(id[0], " ") || seen[id[0]] {
 			t.Fatalf("incoming %q: generated X-Request-ID %q is missing, invalid or repeated", incoming, id)
@@ -161,7 +171,7 @@ func TestCanonicalPathsRouteAndForwardTheSamePath(t *testing.T) {
 		{"/foo/..%2Fadmin", "foo", "/foo/..%2Fadmin"},
 	} {
 		t.Run(tc.raw, func(t *testing.T) {
-			resp, body, _ := rawExchange(t, tr.http, "GET "+tc.raw+" HTTP/1.1\r\nHost: edge.example\r\n\r\n")
+			resp, body := rawExchange(t, tr.http, "GET "+tc.raw+" HTTP/1.1\r\nHost: edge.example\r\n\r\n")
 			if resp.StatusCode != 200 {
 				t.Fatalf("status %d", resp.StatusCode)
 			}
@@ -191,7 +201,7 @@ func TestRejectedRequests(t *testing.T) {
 		{"header too large", "GET / HTTP/1.1\r\nHost: edge.example\r\nX-Big: " + strings.Repeat("a", 70<<10) + "\r\n\r\n", 431, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, body, closed := rawExchange(t, tr.http, tc.request)
+			resp, body, closed := exchange(t, tr.http, tc.request, tc.mustClose)
 			if resp.StatusCode != tc.status {
 				t.Fatalf("status %d (%q), want %d", resp.StatusCode, body, tc.status)
 			}
@@ -207,7 +217,7 @@ func TestRejectedRequests(t *testing.T) {
 
 func TestH2CUpgradeIsNotForwarded(t *testing.T) {
 	tr := edgeTorii(t)
-	resp, body, _ := rawExchange(t, tr.http, "GET /foo HTTP/1.1\r\nHost: edge.example\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+	resp, body := rawExchange(t, tr.http, "GET /foo HTTP/1.1\r\nHost: edge.example\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
