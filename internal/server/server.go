@@ -63,6 +63,9 @@ type Server struct {
 	stopping     atomic.Bool
 	sourceMu     sync.Mutex
 	sourceErrors []string
+	// defaultCertOutcome is the last logged result of loading
+	// --default-ssl-certificate; apply runs on one goroutine at a time.
+	defaultCertOutcome string
 }
 
 // New builds every part, binds every listener and publishes the first
@@ -194,22 +197,33 @@ func (s *Server) currentSourceErrors() []string {
 }
 
 // applyDefaultCertificate loads --default-ssl-certificate from the objects.
+// Its outcome is logged only when it changes, never on every rebuild.
 func (s *Server) applyDefaultCertificate(u dir.Update) {
 	ref := s.cfg.DefaultSSLCertificate
 	if ref == "" {
 		return
 	}
+	outcome := "secret not found; keeping the current default certificate"
 	for _, sec := range u.Objects.Secrets {
 		if sec.Namespace+"/"+sec.Name != ref {
 			continue
 		}
 		cert, err := tls.X509KeyPair(sec.Data["tls.crt"], sec.Data["tls.key"])
 		if err != nil {
-			s.log.Warn("default SSL certificate secret is not a valid TLS pair; keeping the current default", "secret", ref, "error", err)
-			return
+			outcome = "secret is not a valid TLS pair (" + err.Error() + "); keeping the current default certificate"
+			break
 		}
 		s.dp.SetDefaultCertificate(&cert)
+		outcome = "loaded"
+		break
+	}
+	if outcome == s.defaultCertOutcome {
 		return
 	}
-	s.log.Warn("default SSL certificate secret not found; keeping the current default", "secret", ref)
+	s.defaultCertOutcome = outcome
+	if outcome == "loaded" {
+		s.log.Info("default SSL certificate loaded", "secret", ref)
+		return
+	}
+	s.log.Warn("default SSL certificate: "+outcome, "secret", ref)
 }

@@ -283,3 +283,16 @@ func TestMetricsCountRequestsAndReloads(t *testing.T) {
 		}
 	}
 }
+
+func TestDefaultSSLCertificateFromSecret(t *testing.T) {
+	certPEM, keyPEM, roots := selfSignedPEM(t, "fallback.example")
+	tr := start(t, map[string]string{
+		"class.yaml":  classYAML,
+		"secret.yaml": tlsSecretYAML("torii", "default-cert", certPEM, keyPEM),
+	}, func(c *server.Config) { c.DefaultSSLCertificate = "torii/default-cert" })
+	conn, err := tls.Dial("tcp", tr.https, &tls.Config{ServerName: "fallback.example", RootCAs: roots})
+	if err != nil {
+		t.Fatalf("handshake with an unknown SNI did not verify against the --default-ssl-certificate Secret: %v", err)
+	}
+	conn.Close()
+}
