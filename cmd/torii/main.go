@@ -39,6 +39,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		// After the first signal starts a graceful shutdown, restore the
+		// default handling so that a second one ends the process at once.
+		<-ctx.Done()
+		stop()
+	}()
 	var err error
 	switch args[0] {
 	case "serve":

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"time"
 
 	"github.com/torii-dev/torii/internal/server"
@@ -19,7 +20,7 @@ func serveFlags(fs *flag.FlagSet) func(stderr io.Writer) (server.Config, error) 
 	fs.StringVar(&cfg.ManifestDir, "manifests", "", "directory of Kubernetes YAML manifests to serve (watched for changes)")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", ":8080", "plain HTTP listener address (empty disables)")
 	fs.StringVar(&cfg.HTTPSAddr, "https-addr", ":8443", "HTTPS listener address (empty disables)")
-	fs.StringVar(&cfg.AdminAddr, "admin-addr", ":10254", "admin listener address: /healthz, /readyz, /metrics, /debug/routes")
+	fs.StringVar(&cfg.AdminAddr, "admin-addr", ":10254", "admin listener address: /healthz, /readyz, /metrics, /debug/routes (empty disables)")
 	fs.StringVar(&cfg.Translate.ControllerName, "controller-name", "torii.dev/ingress-controller", "IngressClass spec.controller value this controller owns")
 	fs.StringVar(&cfg.Translate.IngressClass, "ingress-class", "torii", "legacy kubernetes.io/ingress.class annotation value this controller owns")
 	fs.BoolVar(&cfg.Translate.WatchIngressWithoutClass, "watch-ingress-without-class", false, "also serve Ingresses that name no class")
@@ -32,7 +33,7 @@ func serveFlags(fs *flag.FlagSet) func(stderr io.Writer) (server.Config, error) 
 	fs.IntVar(&cfg.Proxy.MaxIdleConnsPerHost, "upstream-max-idle-conns", 1024, "idle keep-alive connections kept per upstream endpoint")
 	fs.BoolVar(&cfg.Proxy.RejectEncodedSlash, "reject-encoded-slash", false, "answer 400 to paths containing %2F, %5C or a backslash instead of forwarding them encoded")
 	fs.DurationVar(&cfg.ShutdownGracePeriod, "shutdown-grace-period", 5*time.Second, "on SIGTERM, how long readiness is false before listeners stop accepting")
-	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 30*time.Second, "on shutdown, how long in-flight requests may take to finish")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 20*time.Second, "on shutdown, how long in-flight requests may take to finish")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve net/http/pprof on the admin listener")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
@@ -73,11 +74,11 @@ func serve(ctx context.Context, cfg server.Config) error {
 		return err
 	}
 	cfg.Logger.Info("torii serving", "version", version, "manifests", cfg.ManifestDir,
-		"http", addrString(srv.HTTPAddr()), "https", addrString(srv.HTTPSAddr()), "admin", srv.AdminAddr().String())
+		"http", addrString(srv.HTTPAddr()), "https", addrString(srv.HTTPSAddr()), "admin", addrString(srv.AdminAddr()))
 	return srv.Run(ctx)
 }
 
-func addrString(a interface{ String() string }) string {
+func addrString(a net.Addr) string {
 	if a == nil {
 		return "disabled"
 	}

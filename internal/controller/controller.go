@@ -31,6 +31,8 @@ type Controller struct {
 	mu         sync.Mutex
 	generation uint64
 	known      map[string]struct{} // problems already logged, so a rebuild never repeats them
+	// lastInvalid is the last validation failure logged.
+	lastInvalid string
 
 	ready  atomic.Bool
 	result atomic.Pointer[translate.Result]
@@ -58,9 +60,14 @@ func (c *Controller) Apply(objs *store.Objects) error {
 	res := translate.Build(c.cfg.Translate, objs)
 	if err := res.Snapshot.Validate(); err != nil {
 		c.observeReload(false, start)
-		c.log.Error("translated snapshot failed validation; keeping the previous one", "error", err)
+		// Rebuilds repeat until the objects change; say it once.
+		if msg := err.Error(); msg != c.lastInvalid {
+			c.lastInvalid = msg
+			c.log.Error("translated snapshot failed validation; keeping the previous one", "error", err)
+		}
 		return fmt.Errorf("%w: %w", ErrInvalidSnapshot, err)
 	}
+	c.lastInvalid = ""
 	c.generation++
 	res.Snapshot.Generation = c.generation
 	for _, err := range c.cfg.Dataplane.Apply(res.Snapshot) {

@@ -54,17 +54,24 @@ type ProblemInfo struct {
 // the object source (such as manifest files that fail to parse).
 func (c *Controller) DebugRoutes(sourceErrors []string) RouteTable {
 	out := RouteTable{Hosts: []HostRoutes{}, Certificates: []model.Certificate{}, Problems: []ProblemInfo{}, SourceErrors: sourceErrors}
-	live := c.cfg.Dataplane.Live()
-	if live == nil {
+	// Holding the apply lock makes the routes, the problems and the
+	// generation come from one published translation, never a mix of two.
+	c.mu.Lock()
+	res, live := c.Result(), c.cfg.Dataplane.Live()
+	c.mu.Unlock()
+	if res == nil || live == nil {
 		return out
 	}
-	s := live.Snapshot
+	s := res.Snapshot
+	// Endpoints come from the data plane: the endpoint lane may have
+	// updated them since the snapshot was built.
+	liveBackends := live.Backends
 	out.Generation = s.Generation
 	backends := make(map[string]BackendInfo, len(s.Backends))
 	for i, b := range s.Backends {
 		eps := b.Endpoints
-		if i < len(live.Backends) && live.Backends[i] != nil {
-			eps = live.Backends[i].Endpoints()
+		if i < len(liveBackends) && liveBackends[i] != nil {
+			eps = liveBackends[i].Endpoints()
 		}
 		info := BackendInfo{ID: b.ID, Service: b.Service.Namespace + "/" + b.Service.Name, Port: b.Port, ExternalName: b.ExternalName, Endpoints: make([]string, 0, len(eps))}
 		for _, ep := range eps {
@@ -91,10 +98,8 @@ func (c *Controller) DebugRoutes(sourceErrors []string) RouteTable {
 	}
 	out.CatchAll = routeInfo(s.CatchAll)
 	out.Certificates = append(out.Certificates, s.Certificates...)
-	if res := c.Result(); res != nil {
-		for _, p := range res.Problems {
-			out.Problems = append(out.Problems, problemInfo(p))
-		}
+	for _, p := range res.Problems {
+		out.Problems = append(out.Problems, problemInfo(p))
 	}
 	return out
 }

@@ -107,6 +107,9 @@ func New(cfg Config) (*Server, error) {
 	}); err != nil {
 		return nil, err
 	}
+	if cfg.AdminAddr == "" {
+		return s, nil
+	}
 	if s.admin, err = admin.New(admin.Config{
 		Addr:    cfg.AdminAddr,
 		Ready:   s.Ready,
@@ -130,33 +133,41 @@ func (s *Server) HTTPAddr() net.Addr { return s.listeners.HTTPAddr() }
 // HTTPSAddr is the TLS listener's address (nil when disabled).
 func (s *Server) HTTPSAddr() net.Addr { return s.listeners.HTTPSAddr() }
 
-// AdminAddr is the admin listener's address.
-func (s *Server) AdminAddr() net.Addr { return s.admin.Addr() }
+// AdminAddr is the admin listener's address (nil when disabled).
+func (s *Server) AdminAddr() net.Addr {
+	if s.admin == nil {
+		return nil
+	}
+	return s.admin.Addr()
+}
 
 // Ready reports whether a snapshot is live and the server is not stopping.
 func (s *Server) Ready() bool { return s.ctrl.Ready() && !s.stopping.Load() }
 
 // Run serves until ctx is done, then stops gracefully: readiness turns false,
-// the grace period passes, listeners stop accepting and in-flight requests
-// drain.
+// the grace period passes (load balancers stop sending new traffic),
+// listeners stop accepting and in-flight requests drain; the manifest source
+// and the admin endpoints stop last, so health and metrics stay visible for
+// the whole drain.
 func (s *Server) Run(ctx context.Context) error {
-	serveCtx, stopServing := context.WithCancel(context.Background())
-	defer stopServing()
-
-	var wg sync.WaitGroup
 	errc := make(chan error, 3)
-	run := func(name string, fn func(context.Context) error, ctx context.Context) {
-		wg.Add(1)
+	start := func(name string, fn func(context.Context) error) (stop func()) {
+		runCtx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
 		go func() {
-			defer wg.Done()
-			if err := fn(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			defer close(done)
+			if err := fn(runCtx); err != nil && !errors.Is(err, context.Canceled) {
 				errc <- fmt.Errorf("%s: %w", name, err)
 			}
 		}()
+		return func() { cancel(); <-done }
 	}
-	run("manifest source", func(ctx context.Context) error { return s.source.Run(ctx, s.apply) }, serveCtx)
-	run("proxy listeners", s.listeners.Serve, serveCtx)
-	run("admin listener", s.admin.Serve, serveCtx)
+	stopAdmin := func() {}
+	if s.admin != nil {
+		stopAdmin = start("admin listener", s.admin.Serve)
+	}
+	stopSource := start("manifest source", func(ctx context.Context) error { return s.source.Run(ctx, s.apply) })
+	stopListeners := start("proxy listeners", s.listeners.Serve)
 
 	var err error
 	select {
@@ -168,9 +179,17 @@ func (s *Server) Run(ctx context.Context) error {
 		s.log.Info("shutting down: readiness is false, waiting for the grace period", "period", s.cfg.ShutdownGracePeriod)
 		time.Sleep(s.cfg.ShutdownGracePeriod)
 	}
-	stopServing()
-	wg.Wait()
+	s.log.Info("draining in-flight requests", "timeout", s.cfg.DrainTimeout)
+	stopListeners()
+	stopSource()
 	s.dp.Close()
+	stopAdmin()
+	if err == nil {
+		select {
+		case err = <-errc: // a failure while draining, such as a forced close
+		default:
+		}
+	}
 	return err
 }
 
@@ -184,8 +203,7 @@ func (s *Server) apply(u dir.Update) {
 	s.sourceErrors = errs
 	s.sourceMu.Unlock()
 	if err := s.ctrl.Apply(u.Objects); err != nil {
-		s.log.Error("snapshot not published", "error", err)
-		return
+		return // the controller logged it; the last good snapshot keeps serving
 	}
 	s.applyDefaultCertificate(u)
 }

@@ -2,11 +2,13 @@ package feature
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -229,8 +231,15 @@ func TestKeepAliveAndTunnelSurviveChanges(t *testing.T) {
 		if err != nil || line != fmt.Sprintf("echo: message %d\n", i) {
 			t.Fatalf("tunnel after swap %d: %q, %v", i, line, err)
 		}
-		if r := tr.do(keepAlive, "GET", "plain.example", "/", nil); r.servedBy() != "plain" {
+		var reused bool
+		trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) { reused = info.Reused }}
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", "http://"+tr.http+"/", nil)
+		req.Host = "plain.example"
+		if r := tr.send(keepAlive, req); r.servedBy() != "plain" {
 			t.Fatalf("keep-alive request after swap %d: got %d from %q", i, r.status, r.servedBy())
+		}
+		if i > 0 && !reused {
+			t.Fatalf("request after swap %d opened a new connection: the keep-alive connection was cut", i)
 		}
 	}
 }

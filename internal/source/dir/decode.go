@@ -32,8 +32,34 @@ type Manifest struct {
 	// namespace/name.
 	Objects store.Objects
 	// Ignored describes, in file order, the documents of kinds Torii does
-	// not use, as "apiVersion Kind namespace/name".
-	Ignored []string
+	// not use.
+	Ignored []Ignored
+}
+
+// Ignored describes a document of a kind Torii does not use, such as a
+// Deployment or an Ingress of an API version other than
+// networking.k8s.io/v1. Its fields are as written: Namespace is empty when
+// the manifest sets none (it is not defaulted, since whether the kind is
+// namespaced is unknown), and Name is empty when missing.
+type Ignored struct {
+	APIVersion string
+	Kind       string
+	Namespace  string
+	Name       string
+}
+
+// String returns "apiVersion Kind namespace/name", such as
+// "apps/v1 Deployment shop/api"; without a namespace only the name is
+// shown, and a missing name shows as "(unnamed)".
+func (o Ignored) String() string {
+	name := o.Name
+	if name == "" {
+		name = "(unnamed)"
+	}
+	if o.Namespace != "" {
+		name = o.Namespace + "/" + name
+	}
+	return o.APIVersion + " " + o.Kind + " " + name
 }
 
 // Decode parses one multi-document YAML (or JSON) manifest. Documents that
@@ -253,7 +279,12 @@ func (d *decoder) document(raw []byte, defaults *schema.GroupVersionKind, depth 
 		return d.list(raw, gvk, depth)
 	}
 	if !used(gvk) {
-		d.manifest.Ignored = append(d.manifest.Ignored, describe(h))
+		d.manifest.Ignored = append(d.manifest.Ignored, Ignored{
+			APIVersion: h.APIVersion,
+			Kind:       h.Kind,
+			Namespace:  h.Metadata.Namespace,
+			Name:       h.Metadata.Name,
+		})
 		return nil
 	}
 
@@ -298,18 +329,6 @@ func (d *decoder) list(raw []byte, gvk schema.GroupVersionKind, depth int) error
 		}
 	}
 	return nil
-}
-
-// describe formats an ignored object as "apps/v1 Deployment ns/name".
-func describe(h header) string {
-	name := h.Metadata.Name
-	if name == "" {
-		name = "(unnamed)"
-	}
-	if h.Metadata.Namespace != "" {
-		name = h.Metadata.Namespace + "/" + name
-	}
-	return h.APIVersion + " " + h.Kind + " " + name
 }
 
 // normalise applies what an API server would have done on admission and

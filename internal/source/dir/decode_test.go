@@ -20,6 +20,15 @@ func keys(objs *store.Objects) []string {
 	return out
 }
 
+// ignoredStrings renders ignored documents with their String method.
+func ignoredStrings(ig []Ignored) []string {
+	var out []string
+	for _, o := range ig {
+		out = append(out, o.String())
+	}
+	return out
+}
+
 func TestDecodeMultiDocument(t *testing.T) {
 	const in = `# A leading comment outside any object.
 ---
@@ -141,8 +150,8 @@ items:
 	if got := keys(&m.Objects); !slices.Equal(got, want) {
 		t.Errorf("objects\n got %q\nwant %q", got, want)
 	}
-	if want := []string{"apps/v1 Deployment shop/api"}; !slices.Equal(m.Ignored, want) {
-		t.Errorf("Ignored = %q, want %q", m.Ignored, want)
+	if got, want := ignoredStrings(m.Ignored), []string{"apps/v1 Deployment shop/api"}; !slices.Equal(got, want) {
+		t.Errorf("Ignored = %q, want %q", got, want)
 	}
 }
 
@@ -163,19 +172,34 @@ spec: {anything: [goes, here]}
 apiVersion: networking.k8s.io/v1beta1
 kind: Ingress
 metadata: {name: old}
+---
+apiVersion: extensions/v1beta1
+kind: Ingress
+metadata: {namespace: shop}
 `
 	m, err := Decode([]byte(in))
 	if err != nil {
 		t.Fatalf("Decode: %v", err)
 	}
-	want := []string{
+	want := []Ignored{
+		{APIVersion: "apps/v1", Kind: "Deployment", Namespace: "shop", Name: "api"},
+		{APIVersion: "v1", Kind: "ConfigMap", Name: "settings"},
+		{APIVersion: "example.com/v1alpha1", Kind: "Widget", Name: "w"},
+		{APIVersion: "networking.k8s.io/v1beta1", Kind: "Ingress", Name: "old"},
+		{APIVersion: "extensions/v1beta1", Kind: "Ingress", Namespace: "shop"},
+	}
+	if !slices.Equal(m.Ignored, want) {
+		t.Errorf("Ignored\n got %+v\nwant %+v", m.Ignored, want)
+	}
+	wantStrings := []string{
 		"apps/v1 Deployment shop/api",
 		"v1 ConfigMap settings",
 		"example.com/v1alpha1 Widget w",
 		"networking.k8s.io/v1beta1 Ingress old",
+		"extensions/v1beta1 Ingress shop/(unnamed)",
 	}
-	if !slices.Equal(m.Ignored, want) {
-		t.Errorf("Ignored\n got %q\nwant %q", m.Ignored, want)
+	if got := ignoredStrings(m.Ignored); !slices.Equal(got, wantStrings) {
+		t.Errorf("Ignored strings\n got %q\nwant %q", got, wantStrings)
 	}
 	if n := count(&m.Objects); n != 0 {
 		t.Errorf("got %d objects, want none", n)

@@ -76,18 +76,34 @@ func isManifestName(name string) bool {
 	return false
 }
 
-// ReadFiles reads and decodes the given files, for `torii check -f FILE`
-// and similar one-shot loads. It returns the merged objects and at most one
-// error per bad file, in the order the files were given. When two files
-// define the same object, the one given first wins and the other file is
-// reported; its other objects still load. Creation timestamps are left as
-// written (zero when absent).
-func ReadFiles(paths []string) (*store.Objects, []FileError) {
+// Contents is what ReadFiles read.
+type Contents struct {
+	// Objects merges the kinds Torii uses from every file that decoded,
+	// each slice sorted by namespace/name. It is never nil.
+	Objects *store.Objects
+	// Ignored lists the documents of kinds Torii does not use, from every
+	// file that decoded, in the order the files were given; a document
+	// repeated exactly (in another file) is listed once.
+	Ignored []Ignored
+	// Errors holds at most one error per bad file, in the order the files
+	// were given.
+	Errors []FileError
+}
+
+// ReadFiles reads and decodes the given files, for `torii check` and
+// similar one-shot loads. When two files define the same object, the one
+// given first wins and the other file is reported in Errors; its other
+// objects still load. A file that fails to read or decode contributes
+// nothing but its error. Creation timestamps are left as written (zero when
+// absent), exactly as a Source leaves them.
+func ReadFiles(paths []string) Contents {
 	var (
-		good   []loadedFile
-		errs   = make(map[string]error)
-		order  []string
-		listed = make(map[string]bool)
+		good    []loadedFile
+		errs    = make(map[string]error)
+		order   []string
+		listed  = make(map[string]bool)
+		ignored []Ignored
+		dupIgn  = make(map[Ignored]bool)
 	)
 	for _, p := range paths {
 		// Naming a file twice must not make it a duplicate of itself.
@@ -107,18 +123,24 @@ func ReadFiles(paths []string) (*store.Objects, []FileError) {
 			continue
 		}
 		good = append(good, loadedFile{path: p, manifest: &m})
+		for _, ig := range m.Ignored {
+			if !dupIgn[ig] {
+				dupIgn[ig] = true
+				ignored = append(ignored, ig)
+			}
+		}
 	}
-	objs, dups := merge(good, nil)
+	objs, dups := merge(good)
 	for p, err := range dups {
 		errs[p] = err
 	}
-	var out []FileError
+	out := Contents{Objects: objs, Ignored: ignored}
 	for _, p := range order {
 		if err := errs[p]; err != nil {
-			out = append(out, FileError{Path: p, Err: err})
+			out.Errors = append(out.Errors, FileError{Path: p, Err: err})
 		}
 	}
-	return objs, out
+	return out
 }
 
 // readFile reads at most limit bytes of path and fails if it holds more.
@@ -146,9 +168,9 @@ type loadedFile struct {
 
 // merge builds one view from files, the earlier file winning when two
 // define the same object. It returns the view and, per file that lost, an
-// error naming what it lost. stamp, when not nil, may replace each winning
-// object (to give it a creation timestamp).
-func merge(files []loadedFile, stamp func(path string, key objectKey, obj runtime.Object) runtime.Object) (*store.Objects, map[string]error) {
+// error naming what it lost. The view holds the decoded objects themselves,
+// so an object of an unchanged file keeps its pointer from view to view.
+func merge(files []loadedFile) (*store.Objects, map[string]error) {
 	out := &store.Objects{}
 	owner := make(map[objectKey]string)
 	dups := make(map[string]error)
@@ -161,9 +183,6 @@ func merge(files []loadedFile, stamp func(path string, key objectKey, obj runtim
 				return
 			}
 			owner[key] = f.path
-			if stamp != nil {
-				obj = stamp(f.path, key, obj)
-			}
 			add(out, obj)
 		})
 		if len(lost) > 0 {

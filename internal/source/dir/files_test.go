@@ -66,13 +66,24 @@ func TestListManifests(t *testing.T) {
 
 func TestReadFiles(t *testing.T) {
 	dir := t.TempDir()
-	a := writeFile(t, dir, "a.yaml", serviceYAML("web", 80)+"---\n"+serviceYAML("only-a", 81))
-	b := writeFile(t, dir, "b.yaml", serviceYAML("web", 90)+"---\n"+serviceYAML("only-b", 91))
-	bad := writeFile(t, dir, "bad.yaml", serviceYAML("fine", 1)+"---\nkind: [\n")
+	const (
+		deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: api, namespace: shop}\n"
+		oldIngress = "apiVersion: networking.k8s.io/v1beta1\nkind: Ingress\nmetadata: {name: old, namespace: shop}\n"
+		configMap  = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\n"
+	)
+	a := writeFile(t, dir, "a.yaml", serviceYAML("web", 80)+"---\n"+serviceYAML("only-a", 81)+"---\n"+deployment)
+	b := writeFile(t, dir, "b.yaml", oldIngress+"---\n"+serviceYAML("web", 90)+"---\n"+serviceYAML("only-b", 91)+"---\n"+deployment)
+	bad := writeFile(t, dir, "bad.yaml", serviceYAML("fine", 1)+"---\n"+configMap+"---\nkind: [\n")
 	missing := filepath.Join(dir, "missing.yaml")
 
-	objs, errs := ReadFiles([]string{a, bad, b, missing, a})
+	c := ReadFiles([]string{a, bad, b, missing, a})
+	objs, errs := c.Objects, c.Errors
 
+	// In file order, the Deployment repeated in b.yaml once, nothing from
+	// the file that failed.
+	if got, want := ignoredStrings(c.Ignored), []string{"apps/v1 Deployment shop/api", "networking.k8s.io/v1beta1 Ingress shop/old"}; !slices.Equal(got, want) {
+		t.Errorf("ignored = %q, want %q", got, want)
+	}
 	if got, want := keys(objs), []string{"Service default/only-a", "Service default/only-b", "Service default/web"}; !slices.Equal(got, want) {
 		t.Errorf("objects = %q, want %q", got, want)
 	}
@@ -103,6 +114,13 @@ func TestReadFiles(t *testing.T) {
 	}
 	if !errors.Is(errs[2], fs.ErrNotExist) {
 		t.Errorf("missing file error = %v, want not-exist", errs[2])
+	}
+}
+
+func TestReadFilesNothing(t *testing.T) {
+	c := ReadFiles(nil)
+	if c.Objects == nil || count(c.Objects) != 0 || c.Ignored != nil || c.Errors != nil {
+		t.Errorf("ReadFiles(nil) = %+v, want empty non-nil objects and nothing else", c)
 	}
 }
 

@@ -106,34 +106,3 @@ func sortByName[T metav1.Object](s []T) {
 		return cmp.Or(cmp.Compare(a.GetNamespace(), b.GetNamespace()), cmp.Compare(a.GetName(), b.GetName()))
 	})
 }
-
-// withCreationTimestamp returns a shallow copy of obj with its creation
-// timestamp set. The copy shares every map and slice with obj; that is safe
-// because published objects are never modified, and it avoids a deep copy of
-// large objects such as EndpointSlices.
-func withCreationTimestamp(obj runtime.Object, ts metav1.Time) runtime.Object {
-	switch o := obj.(type) {
-	case *networkingv1.IngressClass:
-		c := *o
-		c.CreationTimestamp = ts
-		return &c
-	case *networkingv1.Ingress:
-		c := *o
-		c.CreationTimestamp = ts
-		return &c
-	case *corev1.Service:
-		c := *o
-		c.CreationTimestamp = ts
-		return &c
-	case *discoveryv1.EndpointSlice:
-		c := *o
-		c.CreationTimestamp = ts
-		return &c
-	case *corev1.Secret:
-		c := *o
-		c.CreationTimestamp = ts
-		return &c
-	default:
-		panic(fmt.Sprintf("dir: unexpected object type %T", obj))
-	}
-}

@@ -9,9 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // racyWindow is how recently a file may have been modified and still be
@@ -30,22 +27,13 @@ type fileState struct {
 	version fileVersion // identity of the content read last
 	err     error       // why the current content is not serving; nil if it is
 	good    *Manifest   // the last content that decoded; nil if none yet
-	// stamped caches, per object, the copy given a creation timestamp, so
-	// that an unchanged object keeps its pointer across views.
-	stamped map[objectKey]stampedObject
-	dupErr  string // the duplicate report last logged
+	dupErr  string      // the duplicate report last logged
 }
 
 // fileVersion identifies what a read of a file returned.
 type fileVersion struct {
 	hash    [sha256.Size]byte
 	readErr string
-}
-
-type stampedObject struct {
-	from runtime.Object // as decoded
-	ts   metav1.Time
-	out  runtime.Object // as published
 }
 
 // scanResult describes one scan, for tests.
@@ -147,19 +135,21 @@ func (s *Source) reload(p string, f *fileState, st fileStat, data []byte, readEr
 	f.good = &m
 	s.log.Info("manifest loaded", "path", p, "objects", count(&m.Objects))
 	if len(m.Ignored) > 0 {
-		shown, more := m.Ignored, 0
-		if len(shown) > maxLoggedIgnored {
-			shown, more = shown[:maxLoggedIgnored], len(shown)-maxLoggedIgnored
+		var shown []string
+		for _, ig := range m.Ignored[:min(len(m.Ignored), maxLoggedIgnored)] {
+			shown = append(shown, ig.String())
 		}
+		more := len(m.Ignored) - len(shown)
 		s.log.Info("manifest has kinds Torii does not use", "path", p, "ignored", shown, "more", more)
 	}
 	return true
 }
 
-// build merges every file's last good content into a view, in path order,
-// and gives objects without a creation timestamp the time this Source first
-// saw them, as an API server would have on creation.
-func (s *Source) build(now time.Time) Update {
+// build merges every file's last good content into a view, in path order.
+// Objects are published as decoded, creation timestamps as written, so the
+// view depends on the files' content alone; an unchanged file's objects keep
+// their pointers.
+func (s *Source) build() Update {
 	paths := slices.Sorted(maps.Keys(s.files))
 	var good []loadedFile
 	for _, p := range paths {
@@ -167,39 +157,11 @@ func (s *Source) build(now time.Time) Update {
 			good = append(good, loadedFile{path: p, manifest: f.good})
 		}
 	}
-
-	seenNow := metav1.NewTime(now.Round(0)) // no monotonic reading: compared as wall time
-	live := make(map[objectKey]bool)
-	stamped := make(map[string]map[objectKey]stampedObject)
-	objs, dups := merge(good, func(path string, key objectKey, obj runtime.Object) runtime.Object {
-		live[key] = true
-		first, ok := s.firstSeen[key]
-		if !ok {
-			first = seenNow
-			s.firstSeen[key] = first
-		}
-		if ts := obj.(metav1.Object).GetCreationTimestamp(); !ts.IsZero() {
-			return obj
-		}
-		if stamped[path] == nil {
-			stamped[path] = make(map[objectKey]stampedObject)
-		}
-		if c, ok := s.files[path].stamped[key]; ok && c.from == obj && c.ts.Equal(&first) {
-			stamped[path][key] = c
-			return c.out
-		}
-		// Published objects are never modified, so stamp a copy.
-		out := withCreationTimestamp(obj, first)
-		stamped[path][key] = stampedObject{from: obj, ts: first, out: out}
-		return out
-	})
-	// An object that left the view and comes back is a new object.
-	maps.DeleteFunc(s.firstSeen, func(k objectKey, _ metav1.Time) bool { return !live[k] })
+	objs, dups := merge(good)
 
 	var errs []FileError
 	for _, p := range paths {
 		f := s.files[p]
-		f.stamped = stamped[p]
 		if f.err != nil {
 			errs = append(errs, FileError{Path: p, Err: f.err})
 		}

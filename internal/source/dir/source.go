@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/torii-dev/torii/internal/store"
 )
@@ -65,18 +64,16 @@ type Source struct {
 	debounce time.Duration
 	resync   time.Duration
 
-	// Tests replace these; New sets production values.
-	now       func() time.Time
+	// Tests set these.
 	noWatch   bool
 	afterScan func(scanResult)
 
 	running atomic.Bool
 
-	mu        sync.Mutex
-	loaded    bool
-	files     map[string]*fileState
-	firstSeen map[objectKey]metav1.Time
-	listErr   string
+	mu      sync.Mutex
+	loaded  bool
+	files   map[string]*fileState
+	listErr string
 }
 
 // New returns a Source for cfg.Dir, which must be an existing directory.
@@ -95,13 +92,11 @@ func New(cfg Config) (*Source, error) {
 		return nil, fmt.Errorf("manifest directory %s: negative debounce or resync period", cfg.Dir)
 	}
 	s := &Source{
-		dir:       filepath.Clean(cfg.Dir),
-		log:       cfg.Logger,
-		debounce:  cfg.Debounce,
-		resync:    cfg.Resync,
-		now:       time.Now,
-		files:     make(map[string]*fileState),
-		firstSeen: make(map[objectKey]metav1.Time),
+		dir:      filepath.Clean(cfg.Dir),
+		log:      cfg.Logger,
+		debounce: cfg.Debounce,
+		resync:   cfg.Resync,
+		files:    make(map[string]*fileState),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -121,11 +116,10 @@ func New(cfg Config) (*Source, error) {
 func (s *Source) Load() Update {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.now()
 	s.loaded = true
 	res, err := s.scan(nil, true)
 	s.scanned(res)
-	u := s.build(now)
+	u := s.build()
 	if err != nil {
 		u.Errors = append([]FileError{{Path: s.dir, Err: err}}, u.Errors...)
 	}
@@ -230,7 +224,6 @@ func (s *Source) Run(ctx context.Context, onUpdate func(Update)) error {
 func (s *Source) refresh(dirty map[string]bool, all bool) (Update, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.now()
 	res, err := s.scan(dirty, all)
 	s.scanned(res)
 	if err != nil {
@@ -250,7 +243,7 @@ func (s *Source) refresh(dirty map[string]bool, all bool) (Update, bool) {
 		return Update{}, false
 	}
 	s.loaded = true
-	return s.build(now), true
+	return s.build(), true
 }
 
 func (s *Source) scanned(res scanResult) {

@@ -5,9 +5,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,7 +43,6 @@ type harness struct {
 type options struct {
 	noWatch  bool
 	resync   time.Duration
-	now      func() time.Time
 	skipLoad bool
 }
 
@@ -68,9 +67,6 @@ func start(t *testing.T, dir string, opt options) *harness {
 		scans:   make(chan scanResult, 1024),
 	}
 	src.noWatch = opt.noWatch
-	if opt.now != nil {
-		src.now = opt.now
-	}
 	src.afterScan = func(r scanResult) {
 		select {
 		case h.scans <- r:
@@ -228,8 +224,8 @@ func TestLoad(t *testing.T) {
 	if got := errorPaths(h.initial); !slices.Equal(got, []string{"b.yaml"}) {
 		t.Errorf("errors = %v, want b.yaml", h.initial.Errors)
 	}
-	if ts := h.initial.Objects.Services[0].CreationTimestamp; ts.IsZero() {
-		t.Error("creationTimestamp not set")
+	if ts := h.initial.Objects.Services[0].CreationTimestamp; !ts.IsZero() {
+		t.Errorf("creationTimestamp = %v, want zero as in the manifest", ts)
 	}
 	h.expectNoUpdate()
 }
@@ -470,13 +466,8 @@ func TestRunDuplicatesAcrossFiles(t *testing.T) {
 	}
 }
 
-func TestCreationTimestamps(t *testing.T) {
+func TestCreationTimestampsAsWritten(t *testing.T) {
 	dir := t.TempDir()
-	var clock atomic.Int64
-	setClock := func(sec int64) { clock.Store(sec) }
-	at := func(sec int64) time.Time { return time.Unix(sec, 0).UTC() }
-	setClock(1000)
-
 	ingress := func(name, host, ts string) string {
 		s := "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: " + name + "\n"
 		if ts != "" {
@@ -484,6 +475,7 @@ func TestCreationTimestamps(t *testing.T) {
 		}
 		return s + "spec:\n  rules:\n  - host: " + host + "\n---\n"
 	}
+	fixed := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 	created := func(u Update) map[string]time.Time {
 		out := make(map[string]time.Time)
 		for _, i := range u.Objects.Ingresses {
@@ -499,53 +491,65 @@ func TestCreationTimestamps(t *testing.T) {
 		}
 		return nil
 	}
-	hasIngress := func(name string) func(Update) bool {
-		return func(u Update) bool { return find(u, name) != nil }
+	// asWritten checks that fixed has its manifest timestamp and every
+	// other Ingress none: nothing depends on when the Source saw them.
+	asWritten := func(when string, u Update) {
+		t.Helper()
+		for name, ts := range created(u) {
+			want := time.Time{}
+			if name == "fixed" {
+				want = fixed
+			}
+			if !ts.Equal(want) {
+				t.Errorf("%s: %s creationTimestamp = %v, want %v", when, name, ts, want)
+			}
+		}
 	}
 
 	writeFile(t, dir, "a.yaml", ingress("web", "a.example", "")+ingress("fixed", "f.example", "2020-01-01T00:00:00Z"))
-	h := start(t, dir, options{now: func() time.Time { return at(clock.Load()) }})
-	ts := created(h.initial)
-	if !ts["web"].Equal(at(1000)) || !ts["fixed"].Equal(time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)) {
-		t.Fatalf("initial timestamps = %v", ts)
+	h := start(t, dir, options{})
+	if got := created(h.initial); len(got) != 2 {
+		t.Fatalf("initial Ingresses = %v, want web and fixed", got)
 	}
+	asWritten("initially", h.initial)
 
-	// An edited object keeps its timestamp; a new one gets the time it was
-	// first seen, so it loses "oldest wins" conflicts as in a cluster.
-	setClock(2000)
+	// Edited and added objects get no timestamp either.
 	h.write("a.yaml", ingress("web", "b.example", "")+ingress("fixed", "f.example", "2020-01-01T00:00:00Z")+ingress("api", "c.example", ""))
-	u := h.wait("with api", hasIngress("api"))
-	if ts := created(u.Update); !ts["web"].Equal(at(1000)) || !ts["api"].Equal(at(2000)) {
-		t.Errorf("after edit: timestamps = %v, want web at 1000 and api at 2000", ts)
-	}
+	u := h.wait("with api", func(u Update) bool { return find(u, "api") != nil })
+	asWritten("after the edit", u.Update)
 	if got := find(u.Update, "web").Spec.Rules[0].Host; got != "b.example" {
 		t.Errorf("web host = %q, want the edit applied", got)
 	}
 
-	// An unrelated change leaves other objects untouched, pointer and all.
+	// A change to another file leaves the objects of an unchanged file
+	// untouched, pointer and all.
 	webBefore := find(u.Update, "web")
-	setClock(3000)
 	h.write("z.yaml", serviceYAML("other", 1))
 	u = h.wait("with the other service", hasPort("other", 1))
 	if find(u.Update, "web") != webBefore {
-		t.Error("an unchanged object was replaced by a new pointer")
+		t.Error("an object of an unchanged file was replaced by a new pointer")
 	}
+	asWritten("after an unrelated change", u.Update)
 
-	// Moving an object to another file keeps it alive: same timestamp.
-	h.write("b.yaml", ingress("web", "b.example", ""))
-	h.write("a.yaml", ingress("fixed", "f.example", "2020-01-01T00:00:00Z")+ingress("api", "c.example", ""))
-	u = h.wait("with web moved to b.yaml", func(u Update) bool { return hasIngress("web")(u) && len(u.Errors) == 0 })
-	if ts := created(u.Update); !ts["web"].Equal(at(1000)) {
-		t.Errorf("after move: web created %v, want 1000", ts["web"])
+	// A restarted Source and a one-shot read (`torii check`) see exactly
+	// the view the long-running Source has.
+	paths, err := ListManifests(dir)
+	if err != nil {
+		t.Fatal(err)
 	}
-
-	// Deleted and recreated: a new object.
-	h.remove("b.yaml")
-	h.wait("without web", func(u Update) bool { return !hasIngress("web")(u) })
-	setClock(4000)
-	h.write("b.yaml", ingress("web", "b.example", ""))
-	u = h.wait("with web again", hasIngress("web"))
-	if ts := created(u.Update); !ts["web"].Equal(at(4000)) || !ts["api"].Equal(at(2000)) {
-		t.Errorf("after recreate: timestamps = %v, want web at 4000 and api still at 2000", ts)
+	read := ReadFiles(paths)
+	if len(read.Errors) != 0 {
+		t.Fatalf("ReadFiles errors: %v", read.Errors)
+	}
+	restarted, err := New(Config{Dir: dir, Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := restarted.Load()
+	if !reflect.DeepEqual(again.Objects, u.Objects) {
+		t.Errorf("a restarted Source's view differs from the running one's:\n got %+v\nwant %+v", again.Objects, u.Objects)
+	}
+	if !reflect.DeepEqual(read.Objects, u.Objects) {
+		t.Errorf("ReadFiles' view differs from the running Source's:\n got %+v\nwant %+v", read.Objects, u.Objects)
 	}
 }
