@@ -19,6 +19,18 @@ const (
 	PathImplementationSpecific PathType = "ImplementationSpecific"
 )
 
+// MatchedAs returns the path type t is matched as: PathPrefix for
+// PathImplementationSpecific, t itself otherwise. Two routes of one virtual
+// host whose paths are equal and whose types are matched alike would serve
+// exactly the same requests, so the translator settles them as a conflict
+// and Validate rejects them.
+func (t PathType) MatchedAs() PathType {
+	if t == PathImplementationSpecific {
+		return PathPrefix
+	}
+	return t
+}
+
 // ObjectRef names the Kubernetes object a piece of the model came from.
 type ObjectRef struct {
 	Kind      string `json:"kind"`
@@ -43,8 +55,12 @@ type Snapshot struct {
 	// is the host-less virtual host serving rules that name no host.
 	VirtualHosts []VirtualHost `json:"virtualHosts"`
 	// CatchAll serves requests that no virtual host takes, and unmatched paths
-	// of virtual hosts without a Default: the defaultBackend of the oldest
-	// owned Ingress that has no rules. Nil means Torii answers 404 itself.
+	// of virtual hosts without a Default (the host-less one included): the
+	// defaultBackend of the oldest owned Ingress that has no rules or has
+	// rules without a host. Both kinds compete for this one slot because
+	// both would serve requests for hosts no rule names, as the catch-all
+	// server's default location does in ingress-nginx. Nil means Torii
+	// answers 404 itself.
 	CatchAll *Route `json:"catchAll,omitempty"`
 	// Backends lists every backend a route refers to, sorted by ID.
 	Backends []Backend `json:"backends"`
@@ -57,12 +73,14 @@ type VirtualHost struct {
 	// Host is a lower-case FQDN, a wildcard "*.<suffix>" covering exactly one
 	// extra label, or "" for every host.
 	Host string `json:"host"`
-	// Routes are sorted by precedence: longer path first; at equal length
-	// Exact, then Prefix, then ImplementationSpecific; then by ID.
+	// Routes are sorted by RoutePrecedence: longer path first; at equal
+	// length Exact, then Prefix, then ImplementationSpecific; then by ID. No
+	// two have the same Path and the same PathType.MatchedAs.
 	Routes []Route `json:"routes"`
 	// Default serves paths of this host that no route matches: the
 	// defaultBackend of the oldest Ingress with rules for this host. Nil
-	// defers to Snapshot.CatchAll.
+	// defers to Snapshot.CatchAll. Always nil for the host-less virtual host,
+	// whose default is Snapshot.CatchAll.
 	Default *Route `json:"default,omitempty"`
 }
 
@@ -89,10 +107,11 @@ type Backend struct {
 	// Port is the Service port as the Ingress references it.
 	Port string `json:"port"`
 	// ExternalName is set for type ExternalName Services: requests go to this
-	// DNS name (its single endpoint's Address).
+	// DNS name (its single endpoint's Address), on the Service port's numeric
+	// targetPort if set, else on the port itself, as ingress-nginx dials it.
 	ExternalName string `json:"externalName,omitempty"`
-	// Endpoints are the ready, non-terminating endpoints, sorted and unique.
-	// Empty means requests get 503.
+	// Endpoints are the ready, non-terminating endpoints, sorted by
+	// CompareEndpoints and unique. Empty means requests get 503.
 	Endpoints []Endpoint `json:"endpoints"`
 }
 

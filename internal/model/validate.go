@@ -1,6 +1,7 @@
 package model
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -16,9 +17,11 @@ import (
 // lower-case DNS names (not IP addresses) or "*.<name>"; route IDs present
 // and unique among rule routes; every path starting with '/' and canonical
 // per package urlpath; every path type one of the three known values; routes
-// in precedence order; default and catch-all routes on Prefix "/"; every
-// BackendID present in Backends; backends sorted by ID and unique; endpoints
-// sorted by Address, then Port, unique and on ports 1–65535; an ExternalName
+// in RoutePrecedence order, no two of one virtual host on the same path with
+// types matched alike (PathType.MatchedAs); no Default on the host-less
+// virtual host; default and catch-all routes on Prefix "/"; every BackendID
+// present in Backends; backends sorted by ID and unique; endpoints sorted by
+// CompareEndpoints, unique and on ports 1–65535; an ExternalName
 // backend holding exactly its one endpoint; certificates sorted by ID and
 // unique, with sorted, unique, valid hosts, each host served by at most one
 // certificate. Nil and empty slices are treated alike.
@@ -42,8 +45,14 @@ func (s *Snapshot) Validate() error {
 	}
 
 	routeIDs := make(map[string]struct{})
+	type matchKey struct {
+		path     string
+		pathType PathType
+	}
+	matches := make(map[matchKey]string)
 	for i := range s.VirtualHosts {
 		vh := &s.VirtualHosts[i]
+		clear(matches)
 		if i > 0 && s.VirtualHosts[i-1].Host >= vh.Host {
 			return fmt.Errorf("virtual hosts: %q and %q are not sorted and unique", s.VirtualHosts[i-1].Host, vh.Host)
 		}
@@ -59,9 +68,20 @@ func (s *Snapshot) Validate() error {
 				return fmt.Errorf("virtual host %q: route ID %q is not unique", vh.Host, r.ID)
 			}
 			routeIDs[r.ID] = struct{}{}
-			if j > 0 && comparePrecedence(&vh.Routes[j-1], r) >= 0 {
+			if j > 0 && RoutePrecedence(&vh.Routes[j-1], r) >= 0 {
 				return fmt.Errorf("virtual host %q: routes %q and %q are not in precedence order", vh.Host, vh.Routes[j-1].ID, r.ID)
 			}
+			// Routes that match alike would leave all traffic to the one
+			// ranked first, silently: the translator must have settled
+			// them as a conflict.
+			k := matchKey{r.Path, r.PathType.MatchedAs()}
+			if other, dup := matches[k]; dup {
+				return fmt.Errorf("virtual host %q: routes %q and %q match the same requests", vh.Host, other, r.ID)
+			}
+			matches[k] = r.ID
+		}
+		if vh.Host == "" && vh.Default != nil {
+			return fmt.Errorf("virtual host \"\": default route %q is set, but the host-less default is Snapshot.CatchAll", vh.Default.ID)
 		}
 		if vh.Default != nil {
 			if err := vh.Default.validateDefault(backends); err != nil {
@@ -74,8 +94,9 @@ func (s *Snapshot) Validate() error {
 			return fmt.Errorf("catch-all route %q: %w", s.CatchAll.ID, err)
 		}
 	}
-	// Default routes may repeat an ID across virtual hosts (one Ingress's
-	// defaultBackend serves all its hosts), but must never reuse the ID of a
+	// Default routes may repeat an ID across virtual hosts and the catch-all
+	// (one Ingress's defaultBackend serves all its hosts, and the catch-all
+	// when some of its rules name no host), but must never reuse the ID of a
 	// rule route, whose runtime state would otherwise be shared by accident.
 	for i := range s.VirtualHosts {
 		if d := s.VirtualHosts[i].Default; d != nil {
@@ -126,7 +147,7 @@ func (b *Backend) validate() error {
 		if e.Port < 1 || e.Port > 65535 {
 			return fmt.Errorf("endpoint %s: port out of range 1-65535", e.HostPort())
 		}
-		if i > 0 && compareEndpoints(b.Endpoints[i-1], e) >= 0 {
+		if i > 0 && CompareEndpoints(b.Endpoints[i-1], e) >= 0 {
 			return fmt.Errorf("endpoints %s and %s are not sorted and unique", b.Endpoints[i-1].HostPort(), e.HostPort())
 		}
 	}
@@ -171,36 +192,41 @@ func (r *Route) validateDefault(backends map[string]struct{}) error {
 
 // pathTypeRank orders path types of equal-length paths: Exact is the more
 // specific match, and ImplementationSpecific behaves like Prefix but yields
-// to an explicit Prefix.
+// to an explicit Prefix. Unknown types, which Validate rejects, come last so
+// that the order stays total.
 func pathTypeRank(t PathType) int {
 	switch t {
 	case PathExact:
 		return 0
 	case PathPrefix:
 		return 1
-	default:
+	case PathImplementationSpecific:
 		return 2
 	}
+	return 3
 }
 
-// comparePrecedence orders routes as VirtualHost.Routes documents: longer
-// path first, then by path type, then by ID.
-func comparePrecedence(a, b *Route) int {
-	if len(a.Path) != len(b.Path) {
-		return len(b.Path) - len(a.Path)
-	}
-	if ra, rb := pathTypeRank(a.PathType), pathTypeRank(b.PathType); ra != rb {
-		return ra - rb
-	}
-	return strings.Compare(a.ID, b.ID)
+// RoutePrecedence orders routes best first, as VirtualHost.Routes requires:
+// the longer path string first (a trailing '/' counts, per the Ingress
+// API: Prefix "/foo/" beats Prefix "/foo" for "/foo"), then Exact before
+// Prefix before ImplementationSpecific, then by ID so that the order is
+// total. It returns a negative number when a takes precedence over b, as
+// slices.SortFunc expects. It is the one definition of precedence: the
+// translator sorts with it and Validate checks with it.
+func RoutePrecedence(a, b *Route) int {
+	return cmp.Or(
+		cmp.Compare(len(b.Path), len(a.Path)),
+		cmp.Compare(pathTypeRank(a.PathType), pathTypeRank(b.PathType)),
+		strings.Compare(a.ID, b.ID),
+	)
 }
 
-// compareEndpoints orders endpoints byte-wise by Address, then by Port.
-func compareEndpoints(a, b Endpoint) int {
-	if c := strings.Compare(a.Address, b.Address); c != 0 {
-		return c
-	}
-	return int(a.Port) - int(b.Port)
+// CompareEndpoints orders endpoints as Backend.Endpoints requires: byte-wise
+// by Address, then by Port. A total order on content alone keeps snapshots
+// deterministic: the same endpoints come out in the same order whatever the
+// order of the EndpointSlices they were read from.
+func CompareEndpoints(a, b Endpoint) int {
+	return cmp.Or(strings.Compare(a.Address, b.Address), cmp.Compare(a.Port, b.Port))
 }
 
 // validHost reports whether h is a lower-case RFC 1123 DNS subdomain that is

@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/torii-dev/torii/internal/model"
@@ -19,12 +20,16 @@ const (
 	reasonServiceNotFound     = "ServiceNotFound"
 	reasonServicePortNotFound = "ServicePortNotFound"
 	reasonInvalidExternalName = "InvalidExternalName"
+	// reasonNamedTargetPort is the one Warning whose backend still has its
+	// endpoint: it says which port is dialled instead.
+	reasonNamedTargetPort = "NamedTargetPort"
 )
 
 // resolved is a backend with what went wrong resolving it, if anything.
 type resolved struct {
 	backend model.Backend
-	// reason is empty when the backend resolved cleanly.
+	// reason is empty when the backend resolved cleanly. Otherwise the
+	// backend usually has no endpoints, but see reasonNamedTargetPort.
 	reason string
 	// onPort tells whether the problem is about the port rather than the
 	// Service name, to name the right field.
@@ -80,14 +85,26 @@ func findServicePort(svc *corev1.Service, ref *backendRef) *corev1.ServicePort {
 	return nil
 }
 
-// resolveExternalName makes r a single-endpoint DNS backend. A Service that
-// lists no ports takes the port number the Ingress names, since there is
-// nothing to map it through.
+// resolveExternalName makes r a single-endpoint DNS backend. Like
+// ingress-nginx, it dials the Service port's targetPort: the Service port is
+// what the Ingress names, the targetPort is where the remote service listens.
+// An unset (zero) targetPort means the port itself, which is also what the
+// API server defaults it to. A named targetPort cannot be resolved, as an
+// ExternalName Service has no pods to look the name up on, so the port is
+// used and a Warning says so. A Service that lists no ports takes the port
+// number the Ingress names, since there is nothing to map it through.
 func (b *builder) resolveExternalName(r *resolved, svc *corev1.Service, sp *corev1.ServicePort, ref *backendRef) {
 	var port int32
+	namedTarget := ""
 	switch {
 	case sp != nil:
 		port = sp.Port
+		switch tp := sp.TargetPort; {
+		case tp.Type == intstr.Int && tp.IntVal > 0:
+			port = tp.IntVal
+		case tp.Type == intstr.String && tp.StrVal != "":
+			namedTarget = tp.StrVal
+		}
 	case len(svc.Spec.Ports) == 0 && ref.portName == "":
 		port = ref.portNumber
 	default:
@@ -108,6 +125,11 @@ func (b *builder) resolveExternalName(r *resolved, svc *corev1.Service, sp *core
 	}
 	r.backend.ExternalName = name
 	r.backend.Endpoints = []model.Endpoint{{Address: name, Port: port}}
+	if namedTarget != "" {
+		r.reason, r.onPort, r.detail = reasonNamedTargetPort, true,
+			fmt.Sprintf("ExternalName Service %s/%s maps it to targetPort %s, a name, which an ExternalName Service has no pods to resolve; port %d is used instead",
+				svc.Namespace, svc.Name, quote(namedTarget), port)
+	}
 }
 
 // endpoints collects the ready, non-terminating addresses of the Service's
@@ -143,7 +165,7 @@ func (b *builder) endpoints(ns, service, portName string) []model.Endpoint {
 			}
 		}
 	}
-	slices.SortFunc(eps, compareEndpoints)
+	slices.SortFunc(eps, model.CompareEndpoints)
 	return slices.Compact(eps)
 }
 
@@ -164,13 +186,4 @@ func slicePort(s *discoveryv1.EndpointSlice, portName string) (int32, bool) {
 		return *p.Port, true
 	}
 	return 0, false
-}
-
-// compareEndpoints orders endpoints as model.Backend.Endpoints requires:
-// byte-wise by Address, then by Port.
-func compareEndpoints(a, b model.Endpoint) int {
-	if c := strings.Compare(a.Address, b.Address); c != 0 {
-		return c
-	}
-	return int(a.Port) - int(b.Port)
 }

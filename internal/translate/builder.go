@@ -3,7 +3,6 @@ package translate
 import (
 	"cmp"
 	"slices"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -27,7 +26,8 @@ type builder struct {
 	// used holds the IDs of backends some published route refers to.
 	used  map[string]struct{}
 	hosts map[string]*vhost
-	// catchAll is the winning defaultBackend of an Ingress without rules.
+	// catchAll is the winning defaultBackend of an Ingress without rules or
+	// with rules without a host.
 	catchAll      *model.Route
 	catchAllOwner *ingress
 	certs         map[string]*cert
@@ -108,7 +108,7 @@ func (b *builder) snapshot() *model.Snapshot {
 		Certificates: make([]model.Certificate, 0, len(b.certs)),
 	}
 	for host, vh := range b.hosts {
-		slices.SortFunc(vh.routes, comparePrecedence)
+		slices.SortFunc(vh.routes, func(a, b model.Route) int { return model.RoutePrecedence(&a, &b) })
 		s.VirtualHosts = append(s.VirtualHosts, model.VirtualHost{Host: host, Routes: vh.routes, Default: vh.def})
 	}
 	slices.SortFunc(s.VirtualHosts, func(a, b model.VirtualHost) int { return cmp.Compare(a.Host, b.Host) })
@@ -137,31 +137,4 @@ func (b *builder) snapshot() *model.Snapshot {
 	}
 	slices.SortFunc(s.Certificates, func(a, b model.Certificate) int { return cmp.Compare(a.ID, b.ID) })
 	return s
-}
-
-// pathTypeRank orders path types of equal-length paths: Exact is the more
-// specific match, and ImplementationSpecific, matched like Prefix, yields to
-// an explicit Prefix.
-func pathTypeRank(t model.PathType) int {
-	switch t {
-	case model.PathExact:
-		return 0
-	case model.PathPrefix:
-		return 1
-	default:
-		return 2
-	}
-}
-
-// comparePrecedence orders routes as model.VirtualHost.Routes requires:
-// longer path string first (a trailing '/' counts, per the Ingress API), then
-// by path type, then by ID.
-func comparePrecedence(a, b model.Route) int {
-	if len(a.Path) != len(b.Path) {
-		return len(b.Path) - len(a.Path)
-	}
-	if ra, rb := pathTypeRank(a.PathType), pathTypeRank(b.PathType); ra != rb {
-		return ra - rb
-	}
-	return strings.Compare(a.ID, b.ID)
 }

@@ -15,6 +15,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/torii-dev/torii/internal/model"
 	"github.com/torii-dev/torii/internal/store"
@@ -329,9 +330,14 @@ func (m *mutator) run() {
 				svc.Spec.ExternalName = m.str()
 			}
 			for range m.intn(3) {
-				svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{
-					Name: m.str(), Port: int32(m.intn(100)), Protocol: corev1.Protocol(m.str()),
-				})
+				sp := corev1.ServicePort{Name: m.str(), Port: int32(m.intn(100)), Protocol: corev1.Protocol(m.str())}
+				switch m.intn(4) {
+				case 1:
+					sp.TargetPort = intstr.FromInt32(int32(m.intn(256)) - 8 + int32(m.intn(2))*65400)
+				case 2:
+					sp.TargetPort = intstr.FromString(m.str())
+				}
+				svc.Spec.Ports = append(svc.Spec.Ports, sp)
 			}
 			m.objs.Services = append(m.objs.Services, svc)
 		case 10:

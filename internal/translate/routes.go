@@ -12,18 +12,23 @@ const (
 	reasonDefaultBackendConflict = "DefaultBackendConflict"
 )
 
-// routeKey identifies what two routes may not both serve.
+// routeKey identifies what two routes may not both serve: the same host and
+// canonical path, matched the same way. ImplementationSpecific is keyed as
+// Prefix (model.PathType.MatchedAs) because the router matches it exactly
+// like Prefix; keyed apart, the two would coexist and the newer Prefix route
+// would silently take all the traffic of an older ImplementationSpecific one.
 type routeKey struct {
-	host     string
-	pathType model.PathType
-	path     string
+	host    string
+	matchAs model.PathType
+	path    string
 }
 
 // claim remembers which Ingress path won a routeKey.
 type claim struct {
-	owner *ingress
-	loc   loc
-	id    string
+	owner    *ingress
+	loc      loc
+	id       string
+	pathType model.PathType
 }
 
 // routes merges the paths of the valid Ingresses into virtual hosts and
@@ -51,7 +56,7 @@ func (b *builder) routes(valid []*ingress) {
 		}
 		for i := range in.paths {
 			p := &in.paths[i]
-			key := routeKey{host: p.host, pathType: p.pathType, path: p.path}
+			key := routeKey{host: p.host, matchAs: p.pathType.MatchedAs(), path: p.path}
 			if w, taken := claims[key]; taken {
 				written := quote(p.raw)
 				if p.raw != p.path {
@@ -61,11 +66,17 @@ func (b *builder) routes(valid []*ingress) {
 				if p.host != "" {
 					where = "on host " + quote(p.host)
 				}
-				b.fail(in, reasonRuleConflict, fmt.Sprintf("%s: %s path %s %s is already served by %s",
-					p.loc, p.pathType, written, where, winner(in, w.owner, w.loc.String(), w.id)))
+				why := ""
+				if w.pathType != p.pathType {
+					// Only ImplementationSpecific and Prefix differ yet
+					// share a key; say why they collide.
+					why = "; ImplementationSpecific and Prefix paths are matched alike"
+				}
+				b.fail(in, reasonRuleConflict, fmt.Sprintf("%s: %s path %s %s is already served by %s%s",
+					p.loc, p.pathType, written, where, winner(in, w.owner, w.loc.String(), w.id), why))
 				continue
 			}
-			claims[key] = claim{owner: in, loc: p.loc, id: p.id}
+			claims[key] = claim{owner: in, loc: p.loc, id: p.id, pathType: p.pathType}
 			vh := b.vhost(p.host)
 			vh.routes = append(vh.routes, model.Route{
 				ID:        p.id,
@@ -88,30 +99,41 @@ func (b *builder) routes(valid []*ingress) {
 			Source:    in.ref,
 		}
 		if len(in.obj.Spec.Rules) == 0 {
-			if b.catchAll != nil {
-				b.fail(in, reasonDefaultBackendConflict, fmt.Sprintf("spec.defaultBackend: the catch-all default backend is already served by %s",
-					winner(in, b.catchAllOwner, "spec.defaultBackend", b.catchAll.ID)))
-				continue
-			}
-			b.catchAll, b.catchAllOwner = route, in
-			b.used[route.BackendID] = struct{}{}
+			b.claimCatchAll(in, route, "the catch-all default backend")
 			continue
 		}
 		for _, h := range in.hosts {
+			if h == "" {
+				b.claimCatchAll(in, route, "as the default for rules without a host, the catch-all default backend")
+				continue
+			}
 			vh := b.vhost(h)
 			if vh.def != nil {
-				of := "for rules without a host"
-				if h != "" {
-					of = "of host " + quote(h)
-				}
-				b.fail(in, reasonDefaultBackendConflict, fmt.Sprintf("spec.defaultBackend: the default backend %s is already served by %s",
-					of, winner(in, vh.defaultOwner, "spec.defaultBackend", vh.def.ID)))
+				b.fail(in, reasonDefaultBackendConflict, fmt.Sprintf("spec.defaultBackend: the default backend of host %s is already served by %s",
+					quote(h), winner(in, vh.defaultOwner, "spec.defaultBackend", vh.def.ID)))
 				continue
 			}
 			vh.def, vh.defaultOwner = route, in
 			b.used[route.BackendID] = struct{}{}
 		}
 	}
+}
+
+// claimCatchAll gives the catch-all slot to route unless an older Ingress
+// holds it. Both an Ingress without rules and one with rules without a host
+// compete for it: either defaultBackend would serve requests for hosts no
+// rule names, so only one of them can, as in ingress-nginx, where both set
+// the default location of the one catch-all server and the oldest wins. The
+// host-less virtual host therefore gets no Default of its own and falls
+// through to the catch-all. what names the slot in the loser's message.
+func (b *builder) claimCatchAll(in *ingress, route *model.Route, what string) {
+	if b.catchAll != nil {
+		b.fail(in, reasonDefaultBackendConflict, fmt.Sprintf("spec.defaultBackend: %s is already served by %s",
+			what, winner(in, b.catchAllOwner, "spec.defaultBackend", b.catchAll.ID)))
+		return
+	}
+	b.catchAll, b.catchAllOwner = route, in
+	b.used[route.BackendID] = struct{}{}
 }
 
 // vhost returns the virtual host for host, creating it. A host named by a
