@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every Torii test: formatting, vet, unit, golden, fuzz seed corpora,
-# feature tests (real server, real HTTP on loopback), with the race detector.
-# Needs only Go; everything else is fetched through the Go module proxy.
+# feature tests (real server, real HTTP on loopback) and e2e tests against a
+# real kube-apiserver and etcd, with the race detector. Needs only Go:
+# everything else, those two components included, is built from the Go
+# module proxy (bin/, cached until hack/tools changes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +18,9 @@ go vet ./...
 
 echo "== go build"
 go build -o bin/torii ./cmd/torii
+
+echo "== kube-apiserver and etcd for the e2e tests"
+./hack/e2e-tools.sh
 
 echo "== go test (race detector)"
 go test -race -count=1 -timeout 20m ./...
