@@ -63,7 +63,11 @@ func (d *Dataplane) Apply(s *model.Snapshot) []error {
 	return certErrs
 }
 
-// SetEndpoints replaces one backend's endpoints without a rebuild.
+// SetEndpoints replaces one backend's endpoints without a rebuild. From then
+// on Apply leaves that backend's endpoints alone, since the snapshot may have
+// been built before this update; see upstream.Registry for the rule. It
+// returns false for an unknown backend (the next snapshot must then carry the
+// update) and for ExternalName backends.
 func (d *Dataplane) SetEndpoints(backendID string, eps []model.Endpoint) bool {
 	return d.registry.SetEndpoints(backendID, eps)
 }

@@ -82,7 +82,6 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("generate default certificate: %w", err)
 	}
 	proxyCfg := cfg.Proxy
-	proxyCfg.ConnTLS = listener.ConnTLS
 	proxyCfg.Metrics = s.metrics
 	proxyCfg.Logger = log
 	s.dp = dataplane.New(dataplane.Config{Proxy: proxyCfg, DefaultCertificate: &defaultCert})
@@ -104,6 +103,9 @@ func New(cfg Config) (*Server, error) {
 		DrainTimeout:      cfg.DrainTimeout,
 		Logger:            log,
 		OnConnState:       func(delta int) { s.metrics.ActiveConnections.Add(float64(delta)) },
+		// Refusals are rare (attacks, broken clients), so the label lookup
+		// is no hot-path cost.
+		OnReject: func(reason string) { s.metrics.RejectedRequests.WithLabelValues(reason).Inc() },
 	}); err != nil {
 		return nil, err
 	}

@@ -65,6 +65,8 @@ func start(t *testing.T, manifests map[string]string, tweak ...func(*server.Conf
 	}
 	cfg.Proxy.ConnectTimeout = 2 * time.Second
 	cfg.Proxy.ResponseHeaderTimeout = 10 * time.Second
+	// TestExternalNameService points an ExternalName at localhost.
+	cfg.Proxy.AllowExternalNameLoopback = true
 	for _, f := range tweak {
 		f(&cfg)
 	}

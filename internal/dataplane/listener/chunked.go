@@ -64,9 +64,21 @@ type chunkTracker struct {
 	trailer int    // bytes of the trailer section so far
 }
 
-// advance consumes body bytes from b. It returns how many bytes it consumed,
-// whether the body ended exactly there, or the framing error at b[n-1].
+// advance consumes body bytes from b. It returns how many bytes it consumed
+// and whether the body ended exactly there, or a framing error found at b[n]:
+// the byte that fails is not counted, so it is never released. (A trailer
+// refused at its final LF, say, must not reach net/http whole: net/http's
+// limit is a little higher and it would accept the body.)
 func (c *chunkTracker) advance(b []byte) (n int, done bool, err error) {
+	n, done, err = c.scan(b)
+	if err != nil {
+		n--
+	}
+	return n, done, err
+}
+
+// scan is advance, except that on error n counts the failing byte b[n-1].
+func (c *chunkTracker) scan(b []byte) (n int, done bool, err error) {
 	for n < len(b) {
 		if c.st == csData {
 			k := uint64(len(b) - n)

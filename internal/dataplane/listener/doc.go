@@ -42,8 +42,11 @@
 // tunnel) or ready for the next request (they are inspected as its head).
 //
 // Because HTTP/1 over TLS reaches net/http through the guard rather than as a
-// *tls.Conn, the guard reports the TLS state itself and the listener records
-// it in the request context; ConnTLS finds it for every protocol.
+// *tls.Conn, the guard has a ConnectionState method, from which net/http
+// sets Request.TLS as it would for a *tls.Conn. (HTTP/2 over TLS is served
+// on the *tls.Conn itself.)
+//
+// Config.OnReject is told of every refusal, with a Reject* reason.
 //
 // # Shutdown
 //

@@ -76,10 +76,10 @@ type guardConn struct {
 	readErr   error  // an error that came with data, due after that data
 	headArmed bool
 
-	hijacked atomic.Bool
-	idle     atomic.Int64 // requests net/http has completed on this connection
-	linger   atomic.Bool
-	once     sync.Once
+	hijacked  atomic.Bool
+	idle      atomic.Int64 // requests net/http has completed on this connection
+	linger    atomic.Bool
+	lingering atomic.Bool // a lingering close is under way
 
 	dl struct {
 		mu sync.Mutex
@@ -120,6 +120,19 @@ func newGuard(c net.Conn, raw *trackedConn, pool *bufPool, maxHead int, headTime
 
 // Read returns request bytes in stream order once they are inspected.
 func (g *guardConn) Read(p []byte) (int, error) {
+	n, err := g.read(p)
+	if err != nil && g.state == stateInspect && (g.in.mode == modeLength || g.in.mode == modeChunked) {
+		// A read failed in the middle of a body (a read deadline, the
+		// proxy giving up on a body after an early answer, the client
+		// leaving): the connection will close with the rest of the body
+		// possibly still arriving, so it closes lingering, as after a
+		// refusal.
+		g.linger.Store(true)
+	}
+	return n, err
+}
+
+func (g *guardConn) read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -208,7 +221,7 @@ func (g *guardConn) Read(p []byte) (int, error) {
 			if !g.stop(why) && k < n {
 				// An incomplete head or held bytes wait in the buffer.
 				if !g.stash(p[k:n]) {
-					g.fail(errHoldOverflow)
+					g.fail(errHoldOverflow, RejectUpgradeOverflow)
 				}
 			}
 			if err != nil {
@@ -234,26 +247,45 @@ var errHoldOverflow = fmt.Errorf("too much data before a protocol switch complet
 // switches state when the stream cannot continue. It reports whether the
 // bytes after the inspected ones are to be dropped.
 func (g *guardConn) stop(why stopReason) bool {
-	g.armHeadTimer(why == stopNeedHead)
+	// While a request is in flight, bytes of the next one are read ahead
+	// (net/http's background read), and its head may well be incomplete.
+	// net/http's header timeout starts only once it reads that head, and so
+	// does the guard's: timing it out now would fail the background read,
+	// which cancels the request still being served.
+	g.armHeadTimer(why == stopNeedHead && !g.inFlight())
 	switch why {
 	case stopReject:
 		g.state, g.out = stateRejected, rejectHead
 		g.linger.Store(true)
+		g.reject(g.in.refusal)
 	case stopOversize:
 		g.state, g.out = stateOversize, oversizeHead
+		g.reject(RejectHeadTooLarge)
 	case stopBodyError:
-		g.fail(g.in.err)
+		g.fail(g.in.err, RejectBadChunked)
 	default:
 		return false
 	}
 	return true
 }
 
-// fail makes every later Read return err. The error is a *net.OpError for a
-// read, which net/http treats as the client going away: it fails the body
-// read, closes without writing another response, and does not parse the
-// bytes after the bad body as a request.
-func (g *guardConn) fail(err error) {
+// inFlight reports whether net/http is still serving the last request whose
+// head the guard released.
+func (g *guardConn) inFlight() bool { return g.in.heads > g.idle.Load() }
+
+// reject reports a refusal to Config.OnReject.
+func (g *guardConn) reject(reason string) {
+	if f := g.raw.srv.cfg.OnReject; f != nil {
+		f(reason)
+	}
+}
+
+// fail makes every later Read return err, and reports the refusal. The
+// error is a *net.OpError for a read, which net/http treats as the client
+// going away: it fails the handler's body read, and the bytes after the bad
+// body are never parsed as a request.
+func (g *guardConn) fail(err error, reason string) {
+	g.reject(reason)
 	g.state = stateFailed
 	g.err = &net.OpError{Op: "read", Net: "tcp", Source: g.LocalAddr(), Addr: g.RemoteAddr(), Err: fmt.Errorf("http request framing: %w", err)}
 	g.linger.Store(true)
@@ -263,7 +295,7 @@ func (g *guardConn) fail(err error) {
 // held bytes (heads stop at the limit first), which fails the connection.
 func (g *guardConn) fill() (int, error) {
 	if !g.makeRoom() {
-		g.fail(errHoldOverflow)
+		g.fail(errHoldOverflow, RejectUpgradeOverflow)
 		return 0, nil
 	}
 	n, err := g.Conn.Read(g.buf[g.end:])
@@ -388,15 +420,32 @@ func (g *guardConn) CloseWrite() error {
 	return err
 }
 
-// Close closes the connection, first draining the client's unread bytes for
-// a short while if a request was refused.
+// Close closes the connection. After a refused request, or a body read that
+// failed midway, it first drains what the client already sent, for up to
+// lingerTimeout, so that the client's kernel does not receive a reset that
+// could destroy the answer (a 400, an upstream's early 413) before it is
+// read. That happens on a goroutine of its own: net/http closes
+// connections under its server lock when it shuts down, and it must not wait
+// out one lingering close after another. A forced drain closes at once.
 func (g *guardConn) Close() error {
-	if g.linger.Load() {
-		g.once.Do(g.lingerClose)
+	srv := g.raw.srv
+	if g.linger.Load() && !srv.forceClosing.Load() {
+		if !g.lingering.CompareAndSwap(false, true) {
+			return nil // the lingering goroutine closes it
+		}
+		srv.lingerWG.Add(1)
+		go func() {
+			defer srv.lingerWG.Done()
+			g.lingerClose()
+			g.Conn.Close()
+		}()
+		return nil
 	}
 	return g.Conn.Close()
 }
 
+// lingerClose half-closes the connection and reads until the client closes
+// its side, lingerTimeout passes or lingerMaxBytes arrive.
 func (g *guardConn) lingerClose() {
 	_ = g.CloseWrite()
 	_ = g.raw.SetReadDeadline(time.Now().Add(lingerTimeout))

@@ -283,3 +283,26 @@ func TestGuardDetectPreface(t *testing.T) {
 		t.Errorf("short preface: err = %v, want EOF", err)
 	}
 }
+
+// TestGuardLingersAfterFailedBodyRead: a connection whose body read failed
+// midway closes lingering, so the client's unread upload does not turn the
+// close into a reset that could destroy the answer already sent.
+func TestGuardLingersAfterFailedBodyRead(t *testing.T) {
+	head := "POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\n"
+	for _, tt := range []struct {
+		stream string
+		linger bool
+	}{
+		{head + "partial", true},
+		{getReq, false},
+		{head + strings.Repeat("x", 100), false},
+	} {
+		g, _ := newTestGuard([]byte(tt.stream), nil, 1024)
+		if _, err := readGuard(g, []int{4096}, 1<<20); err == nil {
+			t.Fatal("script ended without an error")
+		}
+		if got := g.linger.Load(); got != tt.linger {
+			t.Errorf("%q: linger = %v, want %v", tt.stream, got, tt.linger)
+		}
+	}
+}

@@ -18,10 +18,12 @@ import (
 	"github.com/torii-dev/torii/internal/dataplane/certstore"
 )
 
-// protoHandler reports how the request arrived.
+// protoHandler reports how the request arrived. tls comes from r.TLS alone:
+// net/http sets it for HTTP/1 through the guard (whose ConnectionState
+// method stands in for a *tls.Conn's) and the HTTP/2 server for h2.
 func protoHandler(w http.ResponseWriter, r *http.Request) {
 	local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
-	st := ConnTLS(r)
+	st := r.TLS
 	sni := ""
 	if st != nil {
 		sni = st.ServerName

@@ -16,6 +16,9 @@ type headInfo struct {
 	// post is set for method POST, after which net/http skips up to four
 	// stray CR or LF bytes before the next request line.
 	post bool
+	// refusal is why a refused head was refused: RejectFraming or
+	// RejectMalformedHead.
+	refusal string
 }
 
 // tcharLo and tcharHi are bitmaps of the token characters of RFC 9110
@@ -95,6 +98,7 @@ func nextLine(b []byte) (line, rest []byte) {
 // false when the head must be refused; see the package documentation for the
 // rules.
 func parseHead(h []byte) (info headInfo, ok bool) {
+	info.refusal = RejectMalformedHead
 	line, rest := nextLine(h)
 	method, minor, ok := parseRequestLine(line)
 	if !ok {
@@ -144,12 +148,12 @@ func parseHead(h []byte) (info headInfo, ok bool) {
 				continue
 			}
 			if _, valid := parseContentLength(value); !valid {
-				return info, false
+				return refuseFraming(info)
 			}
 			// Repeats are tolerated only when identical, compared as
 			// strings exactly as net/http does.
 			if clSeen && !bytes.Equal(value, clValue) {
-				return info, false
+				return refuseFraming(info)
 			}
 			clSeen, clValue = true, value
 		case len("transfer-encoding"):
@@ -158,7 +162,7 @@ func parseHead(h []byte) (info headInfo, ok bool) {
 			}
 			teCount++
 			if teCount > 1 || !equalFoldLower(value, "chunked") {
-				return info, false
+				return refuseFraming(info)
 			}
 		case len("connection"):
 			if equalFoldLower(name, "connection") && hasToken(value, "upgrade") {
@@ -175,7 +179,7 @@ func parseHead(h []byte) (info headInfo, ok bool) {
 		// net/http ignores Transfer-Encoding on HTTP/1.0 and would frame by
 		// Content-Length; a front proxy might not.
 		if clSeen || minor == 0 {
-			return info, false
+			return refuseFraming(info)
 		}
 		info.chunked = true
 	} else if clSeen {
@@ -184,7 +188,13 @@ func parseHead(h []byte) (info headInfo, ok bool) {
 	if connUpgrade && upgradeOther {
 		info.tunnel = true
 	}
+	info.refusal = ""
 	return info, true
+}
+
+func refuseFraming(info headInfo) (headInfo, bool) {
+	info.refusal = RejectFraming
+	return info, false
 }
 
 // parseRequestLine checks "method SP request-target SP HTTP/1.x", split at

@@ -149,9 +149,22 @@ func TestChunkTracker(t *testing.T) {
 		{"line too long", "5;" + strings.Repeat("e", maxChunkLine) + "\r\nhello\r\n0\r\n\r\n", -2},
 		{"trailer too long", "0\r\nX-A: " + strings.Repeat("v", maxTrailer) + "\r\n\r\n", -2},
 		{"too much overhead", strings.Repeat("1;"+strings.Repeat("e", 100)+"\r\nx\r\n", 200) + "0\r\n\r\n", -2},
+		// The trailer section reaches maxTrailer+1 bytes at its final LF.
+		{"trailer too long at the final LF", "0\r\nX: " + strings.Repeat("t", maxTrailer-6) + "\r\n\r\n", -2},
+	}
+	// Where the error is found: advance must consume everything before the
+	// failing byte and not the byte itself, or it would be released.
+	failAt := map[string]int{
+		"missing size":                     0,
+		"data overrun":                     8,
+		"final bare LF":                    3,
+		"trailer NUL":                      8,
+		"trailer too long":                 3 + maxTrailer,
+		"trailer too long at the final LF": 3 + maxTrailer,
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			errAt := -1
 			for _, step := range []int{1, 2, 7, len(tt.body)} {
 				var c chunkTracker
 				end := -1
@@ -162,6 +175,13 @@ func TestChunkTracker(t *testing.T) {
 					switch {
 					case err != nil:
 						end = -2
+						if errAt >= 0 && off+n != errAt {
+							t.Fatalf("step %d: error after %d bytes, %d with other steps", step, off+n, errAt)
+						}
+						errAt = off + n
+						if want, ok := failAt[tt.name]; ok && errAt != want {
+							t.Fatalf("step %d: error after %d bytes, want %d (the failing byte is b[%d] = %q)", step, errAt, want, want, b[want])
+						}
 					case done:
 						end = off + n
 					case n != len(chunk):

@@ -32,13 +32,15 @@ type inspector struct {
 	// maxHead is the largest head accepted, blank line included.
 	maxHead int
 
-	mode   frameMode
-	left   int64        // modeLength: body bytes still to come
-	chunk  chunkTracker // modeChunked
-	err    error        // the body error behind stopBodyError
-	skip   int          // stray CR/LF bytes net/http discards before the next head
-	post   bool         // the last head was a POST
-	tunnel bool         // the last head may switch protocols
+	mode  frameMode
+	left  int64        // modeLength: body bytes still to come
+	chunk chunkTracker // modeChunked
+	err   error        // the body error behind stopBodyError
+	// refusal is the Reject* reason behind stopReject.
+	refusal string
+	skip    int  // stray CR/LF bytes net/http discards before the next head
+	post    bool // the last head was a POST
+	tunnel  bool // the last head may switch protocols
 
 	// lineStart and searched carry the search for the end of an incomplete
 	// head across calls, relative to the head's first byte, so that a head
@@ -97,6 +99,7 @@ func (in *inspector) scan(b []byte) (int, stopReason) {
 			}
 			info, ok := parseHead(h[:end])
 			if !ok {
+				in.refusal = info.refusal
 				return i, stopReject
 			}
 			if in.onHead != nil {

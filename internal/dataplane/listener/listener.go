@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -62,7 +63,33 @@ type Config struct {
 	// and -1 when it is closed, for an active-connections gauge. It is
 	// called from many goroutines and must be quick.
 	OnConnState func(delta int)
+	// OnReject, if set, is called each time the request-smuggling guard
+	// refuses a request, with one of the Reject* reasons (constants, so a
+	// caller can resolve metric children up front). It is called from
+	// many goroutines and must be quick.
+	OnReject func(reason string)
 }
+
+// Reasons passed to Config.OnReject.
+const (
+	// RejectFraming: a head with ambiguous body framing (Content-Length
+	// with Transfer-Encoding, an unsupported Transfer-Encoding, differing
+	// or invalid Content-Lengths), the requests smuggling relies on.
+	RejectFraming = "framing"
+	// RejectMalformedHead: a malformed request line or header (obs-fold,
+	// whitespace before a colon, control bytes, a version other than
+	// HTTP/1.x).
+	RejectMalformedHead = "malformed_head"
+	// RejectHeadTooLarge: a head over MaxHeaderBytes (answered 431).
+	RejectHeadTooLarge = "head_too_large"
+	// RejectBadChunked: a malformed chunked body (or one over net/http's
+	// limits). The handler's body read fails too, so a proxy that answers
+	// it may count the same request once more under a reason of its own.
+	RejectBadChunked = "bad_chunked"
+	// RejectUpgradeOverflow: more data than the guard holds after a
+	// request that may switch protocols, before the switch happened.
+	RejectUpgradeOverflow = "upgrade_overflow"
+)
 
 // connPhase is where an open connection is in its life.
 type connPhase uint8
@@ -91,6 +118,11 @@ type Server struct {
 	// dispatchCtx ends TLS handshakes when draining starts.
 	dispatchCtx    context.Context
 	cancelDispatch context.CancelFunc
+
+	// forceClosing is set when the drain gives up: connections are then
+	// closed at once, without lingering.
+	forceClosing atomic.Bool
+	lingerWG     sync.WaitGroup // lingering closes, see guardConn.Close
 
 	mu       sync.Mutex
 	conns    map[*trackedConn]connPhase
@@ -172,7 +204,6 @@ func New(cfg Config) (*Server, error) {
 		// sees them; net/http must never upgrade on its own (h2c included).
 		Protocols:    protocols,
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
-		ConnContext:  connContext,
 		ConnState:    s.connState,
 	}
 	s.h2 = &http2.Server{
@@ -255,6 +286,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	<-ctx.Done()
 	err := s.drain()
 	<-h1Done
+	// Lingering closes end within lingerTimeout; waiting for them keeps
+	// Serve's promise that nothing of the server outlives it.
+	s.lingerWG.Wait()
 	return err
 }
 
@@ -284,9 +318,12 @@ func (s *Server) drain() error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
 	defer cancel()
 	s.broadcastGoAway()
-	// Shutdown closes h1Ln and idle connections, then waits for active ones.
-	h1Err := s.h1.Shutdown(ctx)
-
+	// Shutdown closes h1Ln and idle connections, then waits for active
+	// ones. It runs alongside the GOAWAY rebroadcast: an HTTP/2 connection
+	// that started just as the drain began must hear GOAWAY while HTTP/1
+	// requests are still finishing, not after.
+	h1Err := make(chan error, 1)
+	go func() { h1Err <- s.h1.Shutdown(ctx) }()
 	connsDone := make(chan struct{})
 	go func() {
 		s.connWG.Wait()
@@ -294,18 +331,34 @@ func (s *Server) drain() error {
 	}()
 	ticker := time.NewTicker(goAwayInterval)
 	defer ticker.Stop()
-	timedOut := h1Err != nil
-	for !timedOut {
+	h1Finished, connsFinished := false, false
+	for !h1Finished || !connsFinished {
 		select {
+		case err := <-h1Err:
+			h1Finished = true
+			if err != nil {
+				// Shutdown gives up only when ctx is done.
+				return s.forceClose(connsDone)
+			}
 		case <-connsDone:
-			return nil
+			connsFinished, connsDone = true, nil
 		case <-ticker.C:
 			s.broadcastGoAway()
 		case <-ctx.Done():
-			timedOut = true
+			return s.forceClose(connsDone)
 		}
 	}
+	return nil
+}
 
+// forceClose closes every connection still open after the drain timeout
+// and waits a bounded time for their goroutines. connsDone is nil if they
+// are done already.
+func (s *Server) forceClose(connsDone <-chan struct{}) error {
+	// Without lingering: net/http closes its connections under its
+	// server lock, and a lingering close each would make this take
+	// lingerTimeout per refused connection.
+	s.forceClosing.Store(true)
 	s.mu.Lock()
 	remaining := make([]*trackedConn, 0, len(s.conns))
 	for c := range s.conns {
@@ -318,10 +371,12 @@ func (s *Server) drain() error {
 	for _, c := range remaining {
 		c.Close()
 	}
-	select {
-	case <-connsDone:
-	case <-time.After(forceCloseWait):
-		s.log.Warn("connection goroutines still running after force-close")
+	if connsDone != nil {
+		select {
+		case <-connsDone:
+		case <-time.After(forceCloseWait):
+			s.log.Warn("connection goroutines still running after force-close")
+		}
 	}
 	return fmt.Errorf("listener: drain did not finish within %s; closed %d connections", s.cfg.DrainTimeout, len(remaining))
 }
@@ -460,7 +515,8 @@ func (s *Server) serveTLS(ctx context.Context, tc *trackedConn) {
 	_ = tc.SetDeadline(time.Time{})
 	state := conn.ConnectionState()
 	if state.NegotiatedProtocol == http2.NextProtoTLS {
-		s.serveHTTP2(context.WithValue(ctx, tlsStateKey{}, &state), tc, conn)
+		// The HTTP/2 server sets r.TLS from the *tls.Conn itself.
+		s.serveHTTP2(ctx, tc, conn)
 		return
 	}
 	g := newGuard(conn, tc, &s.pool, s.maxHead, s.cfg.ReadHeaderTimeout)
@@ -483,10 +539,17 @@ func (s *Server) serveHTTP1(tc *trackedConn, c net.Conn) {
 	s.h1Ln.handoff(c)
 }
 
+// testHookServeHTTP2, if set by a test, runs when an HTTP/2 connection has
+// been accepted for serving but before the HTTP/2 server knows it.
+var testHookServeHTTP2 func()
+
 func (s *Server) serveHTTP2(ctx context.Context, tc *trackedConn, c net.Conn) {
 	if !s.enter(tc, phaseHTTP2) {
 		c.Close()
 		return
+	}
+	if testHookServeHTTP2 != nil {
+		testHookServeHTTP2()
 	}
 	s.h2.ServeConn(c, &http2.ServeConnOpts{Context: ctx, BaseConfig: s.h1, Handler: s.cfg.Handler})
 	// ServeConn does not close a connection it refuses at once (bad TLS
@@ -512,25 +575,4 @@ func (s *Server) connState(c net.Conn, state http.ConnState) {
 		delete(s.conns, g.raw)
 		s.mu.Unlock()
 	}
-}
-
-// tlsStateKey is the request-context key of the connection's TLS state.
-type tlsStateKey struct{}
-
-func connContext(ctx context.Context, c net.Conn) context.Context {
-	if tc, ok := c.(*tlsGuardConn); ok {
-		return context.WithValue(ctx, tlsStateKey{}, &tc.state)
-	}
-	return ctx
-}
-
-// ConnTLS returns the TLS state of the connection a request arrived on
-// (r.TLS when set, otherwise what the listener recorded in the request
-// context), or nil for plain HTTP.
-func ConnTLS(r *http.Request) *tls.ConnectionState {
-	if r.TLS != nil {
-		return r.TLS
-	}
-	st, _ := r.Context().Value(tlsStateKey{}).(*tls.ConnectionState)
-	return st
 }

@@ -22,25 +22,36 @@ const statusClientClosed = 499
 
 // forward sends r to an endpoint of be and relays the answer.
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, start time.Time, be *upstream.Backend, path, rawQuery string, hasQuery bool) {
-	o, upgrade := p.newOutbound(r, path, rawQuery, hasQuery)
+	o, upgrade := p.newOutbound(w, r, path, rawQuery, hasQuery)
 	if o.req.Body != nil {
-		// If the upstream answered before reading the whole body, the
-		// Transport's write loop may still be reading it after we return.
-		// Closing it now makes that read fail instead of racing the
-		// server's own cleanup of the connection.
-		defer r.Body.Close()
+		// Deferred so that it also runs when the handler aborts.
+		defer finishBody(r, o)
 	}
 	res, err := p.roundTrip(o, be)
 	if err != nil {
-		p.upstreamError(w, r, start, err)
+		p.upstreamError(w, r, o, start, err)
 		return
 	}
 	if res.StatusCode == http.StatusSwitchingProtocols {
-		p.tunnel(w, r, start, res, upgrade)
+		p.tunnel(w, r, o, start, res, upgrade)
 		return
 	}
 	defer res.Body.Close()
-	p.relay(w, r, start, res, upgrade)
+	p.relay(w, r, o, start, res, upgrade)
+}
+
+// finishBody releases the client's body when the handler is done. If the
+// upstream answered before reading all of it, the Transport's write loop may
+// still be blocked reading it, holding net/http's body lock: Close, and
+// net/http's own cleanup after the handler, would then wait for the client
+// to send more. Stopping the read first lets both go ahead at once, and
+// closing makes any later read by the write loop fail instead of racing the
+// server's cleanup of the connection.
+func finishBody(r *http.Request, o *outbound) {
+	if o.body.open() {
+		o.body.stop()
+	}
+	r.Body.Close()
 }
 
 // roundTrip sends the request, moving on to another endpoint after a failed
@@ -59,7 +70,11 @@ func (p *Proxy) roundTrip(o *outbound, be *upstream.Backend) (*http.Response, er
 			return nil, lastErr
 		}
 		o.url.Host = addr
-		res, err := p.roundTripper.RoundTrip(&o.req)
+		rt := p.roundTripper
+		if be.IsExternalName() {
+			rt = p.externalTransport
+		}
+		res, err := rt.RoundTrip(&o.req)
 		if err == nil {
 			return res, nil
 		}
@@ -82,15 +97,39 @@ func (p *Proxy) roundTrip(o *outbound, be *upstream.Backend) (*http.Response, er
 	}
 }
 
-// upstreamError answers a request whose upstream round trip failed.
-func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, start time.Time, err error) {
+// upstreamError answers a request whose upstream round trip failed. It
+// never returns without writing a response: net/http would then send
+// "200 OK" with an empty body, and a failed request would pass for a
+// successful one.
+func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, o *outbound, start time.Time, err error) {
+	if berr := o.body.failed(); berr != nil && (r.ProtoMajor == 1 || r.Context().Err() == nil) {
+		// The client's body broke (malformed chunked encoding, a body
+		// shorter than its Content-Length, a framing error from the
+		// listener's guard, a read timeout), which ended the round trip.
+		// On HTTP/1 net/http cancels the request context on such an
+		// error too, so this comes before the check for a client that
+		// went away. On HTTP/2 a canceled context means the client
+		// reset the stream: there is nobody to answer.
+		p.clientBodyError(w, r, start, berr)
+		return
+	}
+	if r.ProtoMajor == 1 && o.body.open() {
+		// The rest of the body will not be read (finishBody stops the
+		// read), so the connection cannot carry another request; saying
+		// so also keeps net/http from reading the rest before it writes
+		// this answer.
+		w.Header()["Connection"] = p.hdr.close
+	}
 	switch {
 	case errors.Is(err, errNoEndpoints):
 		p.fail(w, start, &p.pages.unavailable, failNoEndpoints)
 	case r.Context().Err() != nil:
-		// The client went away, which canceled the upstream request.
-		// There is nobody to answer.
+		// The client went away (or half-closed its connection), which
+		// canceled the upstream request. There is nobody to answer, and
+		// an abort closes the connection (HTTP/1) or resets the stream
+		// (HTTP/2) without the empty 200 net/http would make up.
 		p.observe(statusClientClosed, start)
+		panic(http.ErrAbortHandler)
 	case isTimeout(err):
 		p.logUpstream(r.Context(), "upstream timeout", "", err)
 		p.fail(w, start, &p.pages.gatewayTimeout, failTimeout)
@@ -102,6 +141,26 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, start time
 	}
 }
 
+// clientBodyError answers a request whose body could not be read: 408 if
+// the client stopped sending (ClientBodyTimeout), 400 otherwise. On HTTP/1
+// the connection is closed after the answer, since where the next request
+// would start is unknown. (On HTTP/2, Connection: close would make the
+// server send GOAWAY to every stream of the connection; the broken stream
+// ends on its own.)
+func (p *Proxy) clientBodyError(w http.ResponseWriter, r *http.Request, start time.Time, err error) {
+	if r.ProtoMajor == 1 {
+		w.Header()["Connection"] = p.hdr.close
+	}
+	if p.log.Enabled(r.Context(), slog.LevelDebug) {
+		p.log.LogAttrs(r.Context(), slog.LevelDebug, "client request body", slog.String("client", r.RemoteAddr), slog.Any("error", err))
+	}
+	if isTimeout(err) {
+		p.reject(w, start, &p.pages.requestTimeout, rejectBodyTimeout)
+		return
+	}
+	p.reject(w, start, &p.pages.badRequest, rejectBody)
+}
+
 func (p *Proxy) logUpstream(ctx context.Context, msg, addr string, err error) {
 	if !p.log.Enabled(ctx, slog.LevelDebug) {
 		return
@@ -110,16 +169,25 @@ func (p *Proxy) logUpstream(ctx context.Context, msg, addr string, err error) {
 }
 
 // relay copies an upstream response to the client.
-func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, start time.Time, res *http.Response, upgrade bool) {
+func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, o *outbound, start time.Time, res *http.Response, upgrade bool) {
 	h := w.Header()
 	copyResponseHeader(h, res.Header)
 	// Like nginx, Torii names itself; the backend's software and version
 	// are nobody's business.
 	h["Server"] = p.hdr.server
-	if upgrade {
-		// The upstream declined the upgrade. The client may already be
-		// sending data in the new protocol, so the connection cannot be
-		// trusted for another request.
+	// early: the upstream answered before the client's body was all read
+	// (an immediate 413, a redirect, an auth failure). The client may be
+	// paused mid-upload; the rest of its body will not be read.
+	early := r.ProtoMajor == 1 && o.body.open()
+	if upgrade || early {
+		// A declined upgrade: the client may already be sending data in
+		// the new protocol. An early answer: the rest of the body is
+		// still on the connection. Either way it cannot carry another
+		// request. For an early answer this also matters to net/http,
+		// which otherwise reads the rest of the body before it writes
+		// response headers; that read would queue behind the one the
+		// Transport has in progress, and the answer would wait for the
+		// client.
 		h["Connection"] = p.hdr.close
 	}
 	var declared []string
@@ -135,33 +203,45 @@ func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, start time.Time, r
 	// event stream may carry a length but is interactive all the same.
 	// Everything else is left to net/http's buffering.
 	var flusher http.Flusher
-	if res.ContentLength < 0 || isEventStream(res.Header) {
-		flusher = flusherOf(w)
+	if res.ContentLength < 0 || isEventStream(res.Header) || early {
+		flusher, _ = unwrapAs[http.Flusher](w)
+	}
+	sd := p.newSendDeadline(w)
+	if r.ProtoMajor == 1 {
+		// On HTTP/1 the write deadline stays on the connection after the
+		// handler returns, so it also bounds net/http's final flush
+		// (net/http lifts it once the response is done). HTTP/2 sets it
+		// on the first body write only: it costs a message to the
+		// connection's serve loop.
+		sd.renew()
 	}
 	w.WriteHeader(res.StatusCode)
 	if flusher != nil {
+		sd.renew()
 		flusher.Flush()
 	}
-	werr, rerr := p.copyBody(w, res.Body, flusher)
+	werr, rerr := p.copyBody(w, res.Body, flusher, &sd)
 	switch {
 	case werr != nil:
-		// The client went away; closing res.Body drops the upstream
-		// connection mid-response.
+		// The client went away or stopped reading (ClientSendTimeout).
+		// The status is sent, so net/http makes nothing up; closing
+		// res.Body drops the upstream connection mid-response.
 		p.observe(res.StatusCode, start)
 		return
 	case rerr != nil:
 		p.observe(res.StatusCode, start)
-		if r.Context().Err() != nil {
-			return
+		if r.Context().Err() == nil && o.body.failed() == nil {
+			if p.inst != nil {
+				p.inst.fail[failBody].Inc()
+			}
+			p.logUpstream(r.Context(), "upstream body", "", rerr)
 		}
-		if p.inst != nil {
-			p.inst.fail[failBody].Inc()
-		}
-		p.logUpstream(r.Context(), "upstream body", "", rerr)
 		// The status is sent; the only honest signal left is an aborted
 		// response (a reset stream, or a connection closed before the
 		// last chunk). Returning normally would end a chunked body
 		// cleanly and the client would take a truncated body as whole.
+		// That holds when the client's context is canceled too: a client
+		// that half-closed its connection still reads the response.
 		panic(http.ErrAbortHandler)
 	}
 	for k, vv := range res.Trailer {
@@ -171,19 +251,27 @@ func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, start time.Time, r
 			h[http.TrailerPrefix+k] = vv
 		}
 	}
+	if early && o.body.open() {
+		// The whole answer goes out now; then the body read still in
+		// progress is stopped, so that finishing the request does not
+		// wait for a client that may never send the rest.
+		o.body.stop()
+	}
 	p.observe(res.StatusCode, start)
 }
 
 // copyBody streams src to w with a pooled buffer, flushing after every write
-// when flusher is non-nil. It returns the write error (client side) or the
-// read error (upstream side) that stopped it, both nil at EOF.
-func (p *Proxy) copyBody(w io.Writer, src io.Reader, flusher http.Flusher) (werr, rerr error) {
+// when flusher is non-nil and renewing the client write deadline before
+// every write. It returns the write error (client side) or the read error
+// (upstream side) that stopped it, both nil at EOF.
+func (p *Proxy) copyBody(w io.Writer, src io.Reader, flusher http.Flusher, sd *sendDeadline) (werr, rerr error) {
 	bp := p.bufs.Get().(*[]byte)
 	defer p.bufs.Put(bp)
 	buf := *bp
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
+			sd.renew()
 			if _, werr = w.Write(buf[:n]); werr != nil {
 				return werr, nil
 			}
@@ -217,20 +305,4 @@ func isEventStream(h http.Header) bool {
 	ct := h["Content-Type"]
 	const es = "text/event-stream"
 	return len(ct) > 0 && len(ct[0]) >= len(es) && strings.EqualFold(ct[0][:len(es)], es)
-}
-
-// flusherOf finds the http.Flusher of w, looking through wrappers that
-// implement Unwrap as http.ResponseController does, without its allocation.
-func flusherOf(w http.ResponseWriter) http.Flusher {
-	for range 16 { // wrappers are few; the bound guards against a cycle
-		if f, ok := w.(http.Flusher); ok {
-			return f
-		}
-		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
-		if !ok {
-			return nil
-		}
-		w = u.Unwrap()
-	}
-	return nil
 }

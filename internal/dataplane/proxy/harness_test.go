@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/torii-dev/torii/internal/dataplane/listener"
 	"github.com/torii-dev/torii/internal/dataplane/upstream"
 	"github.com/torii-dev/torii/internal/model"
 )
@@ -30,8 +33,9 @@ type fakeRoute struct {
 }
 
 // fakeRouter implements Router with Ingress semantics that are good enough
-// for these tests: host equality, Exact or element-wise Prefix paths, the
-// longest path winning. It records the last host it was asked about.
+// for these tests: host equality after lower-casing and dropping the port,
+// Exact or element-wise Prefix paths, the longest path winning. It records
+// the last host it was asked about, as the proxy passed it.
 type fakeRouter struct {
 	routes   []fakeRoute
 	lastHost atomic.Pointer[string]
@@ -54,7 +58,12 @@ func exact(path string, backend int) fakeRoute {
 }
 
 func (f *fakeRouter) Match(host, path string) (*model.Route, int, bool) {
-	f.lastHost.Store(&host)
+	sent := host
+	f.lastHost.Store(&sent)
+	if i := strings.LastIndexByte(host, ':'); i >= 0 {
+		host = host[:i]
+	}
+	host = strings.ToLower(host)
 	best := -1
 	for i := range f.routes {
 		rt := &f.routes[i]
@@ -304,4 +313,59 @@ func rawGet(t *testing.T, addr, target, host string) (*http.Response, string) {
 func newTestRegistry(t *testing.T, backends ...model.Backend) []*upstream.Backend {
 	t.Helper()
 	return upstream.NewRegistry().Sync(backends)
+}
+
+// wireHarness is a Proxy behind the real client-facing listener, with its
+// request-smuggling guard, for tests where what the client receives on the
+// wire depends on listener and proxy together.
+type wireHarness struct {
+	t     *testing.T
+	proxy *Proxy
+	srv   *listener.Server
+	reg   *upstream.Registry
+}
+
+func newWireHarness(t *testing.T, cfg Config) *wireHarness {
+	t.Helper()
+	h := &wireHarness{t: t, proxy: New(cfg), reg: upstream.NewRegistry()}
+	srv, err := listener.New(listener.Config{HTTPAddr: "127.0.0.1:0", Handler: h.proxy, DrainTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.srv = srv
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(testTimeout):
+			t.Error("listener did not stop")
+		}
+		h.proxy.Close()
+	})
+	return h
+}
+
+func (h *wireHarness) swap(router Router, backends ...model.Backend) {
+	h.proxy.Swap(router, h.reg.Sync(backends))
+}
+
+func (h *wireHarness) addr() string { return h.srv.HTTPAddr().String() }
+
+// readToClose reads from c until the peer closes the connection, failing
+// the test if that takes longer than testTimeout. err is the error that
+// ended reading: nil for a clean close.
+func readToClose(t *testing.T, c *rawConn) (got string, err error) {
+	t.Helper()
+	b, err := io.ReadAll(c.br)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("connection not closed within %v; read %q", testTimeout, b)
+	}
+	return string(b), err
 }

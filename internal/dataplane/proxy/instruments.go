@@ -15,6 +15,9 @@ const (
 	rejectNotReady rejectReason = iota
 	rejectMethod
 	rejectPath
+	rejectQuery
+	rejectBody
+	rejectBodyTimeout
 	numRejectReasons
 )
 
@@ -44,9 +47,12 @@ type instruments struct {
 func newInstruments(m *metrics.Metrics) *instruments {
 	in := &instruments{m: m, connErr: m.UpstreamConnErr, retries: m.UpstreamRetries}
 	for why, label := range map[rejectReason]string{
-		rejectNotReady: "not_ready",
-		rejectMethod:   "method",
-		rejectPath:     "bad_path",
+		rejectNotReady:    "not_ready",
+		rejectMethod:      "method",
+		rejectPath:        "bad_path",
+		rejectQuery:       "bad_query",
+		rejectBody:        "bad_body",
+		rejectBodyTimeout: "body_timeout",
 	} {
 		in.reject[why] = m.RejectedRequests.WithLabelValues(label)
 	}

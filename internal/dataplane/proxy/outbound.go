@@ -1,13 +1,14 @@
 package proxy
 
 import (
-	"crypto/tls"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
+	"sync"
 	"sync/atomic"
 )
 
@@ -31,6 +32,9 @@ type outbound struct {
 	url  url.URL
 	body requestBody
 	vals [numVals]string
+	// upConn is the upstream connection of an upgrade request, recorded
+	// by a client trace so that a tunnel can take over its timeouts.
+	upConn *upstreamConn
 }
 
 // val returns vals[i] as a one-element header value backed by the outbound
@@ -43,19 +47,88 @@ func (o *outbound) val(i int, v string) []string {
 
 // requestBody wraps the client's body for the upstream request. It records
 // whether the Transport ever read from it, which is what makes a retry after
-// a failed connect safe, and ignores Close: the Transport closes the body of a
-// failed attempt, which would otherwise spoil the retry. The handler closes
-// the real body when it returns.
+// a failed connect safe, and how reading ended: at EOF, or with the first
+// error, which tells a client that sent a broken body (answered 400) from
+// one that went away. It applies ClientBodyTimeout as a read deadline on the
+// client connection, renewed before every read. It ignores Close: the
+// Transport closes the body of a failed attempt, which would otherwise spoil
+// the retry; the handler closes the real body when it returns.
+//
+// Read is called by one goroutine at a time (the Transport's write loop);
+// the other methods come from the handler.
 type requestBody struct {
-	src  io.ReadCloser
-	read atomic.Bool
+	src   io.ReadCloser
+	read  atomic.Bool
+	state atomic.Uint32 // bodyOpen, bodyEOF or bodyFailed
+	err   error         // the first read error; written before state becomes bodyFailed
+
+	// mu orders deadline changes: stop's deadline in the past must not be
+	// overwritten by a renewal racing it.
+	mu      sync.Mutex
+	rd      readDeadliner // nil: the client connection has no deadlines
+	dl      idleDeadline
+	h1      bool
+	stopped bool
 }
 
+const (
+	bodyOpen uint32 = iota
+	bodyEOF
+	bodyFailed
+)
+
 func (b *requestBody) Read(p []byte) (int, error) {
-	if !b.read.Load() {
-		b.read.Store(true)
+	b.read.Store(true)
+	// Once the body has ended the deadline is left alone: on HTTP/1,
+	// net/http lifts it when the body ends, for the background read with
+	// which it notices the client leaving; that read must not inherit a
+	// deadline (its expiry would cancel the request as if the client had
+	// gone), and the Transport reads once more after the end.
+	if b.rd != nil && b.state.Load() == bodyOpen {
+		b.mu.Lock()
+		if !b.stopped {
+			if t, ok := b.dl.renew(); ok {
+				_ = b.rd.SetReadDeadline(t)
+			}
+		}
+		b.mu.Unlock()
 	}
-	return b.src.Read(p)
+	n, err := b.src.Read(p)
+	if err != nil && b.state.Load() == bodyOpen {
+		if err == io.EOF {
+			b.state.Store(bodyEOF)
+		} else {
+			b.err = err
+			b.state.Store(bodyFailed)
+		}
+	}
+	return n, err
+}
+
+// failed returns the error that ended reading the client's body, or nil.
+func (b *requestBody) failed() error {
+	if b.state.Load() == bodyFailed {
+		return b.err
+	}
+	return nil
+}
+
+// open reports whether the body was neither read to its end nor failed.
+func (b *requestBody) open() bool { return b.src != nil && b.state.Load() == bodyOpen }
+
+// stop ends a read of the client's body that may still be blocked: on
+// HTTP/1 net/http's body lock is held for that read, so closing the body
+// (or net/http finishing the request) would wait for the client to send
+// more. A deadline in the past makes the read fail at once.
+func (b *requestBody) stop() {
+	if b.rd == nil || !b.h1 {
+		// Closing an HTTP/2 body wakes a blocked read by itself.
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.stopped = true
+	_ = b.rd.SetReadDeadline(aLongTimeAgo)
 }
 
 func (b *requestBody) Close() error { return nil }
@@ -77,7 +150,7 @@ func (b *requestBody) rewind() (io.ReadCloser, error) {
 // streaming body, and the header rewritten in place by rewriteHeader. It
 // reports whether the request asks for a protocol upgrade that is to be
 // forwarded.
-func (p *Proxy) newOutbound(r *http.Request, path, rawQuery string, hasQuery bool) (*outbound, bool) {
+func (p *Proxy) newOutbound(w http.ResponseWriter, r *http.Request, path, rawQuery string, hasQuery bool) (*outbound, bool) {
 	o := &outbound{}
 	// A struct copy is the only way to give the upstream request the
 	// client's context without http.Request.WithContext's extra allocation.
@@ -99,6 +172,10 @@ func (p *Proxy) newOutbound(r *http.Request, path, rawQuery string, hasQuery boo
 		out.Body = nil
 	} else {
 		o.body.src = r.Body
+		if rd, ok := unwrapAs[readDeadliner](w); ok {
+			o.body.rd, o.body.h1 = rd, r.ProtoMajor == 1
+			o.body.dl = newIdleDeadline(p.cfg.ClientBodyTimeout)
+		}
 		out.Body = &o.body
 		// A pooled upstream connection the backend has just closed fails
 		// before anything is written; the Transport then replays the
@@ -110,6 +187,16 @@ func (p *Proxy) newOutbound(r *http.Request, path, rawQuery string, hasQuery boo
 		out.Header = make(http.Header)
 	}
 	upgrade := p.rewriteHeader(o, r)
+	if upgrade {
+		// A tunnel must lift the upstream connection's read timeout (it has
+		// an idle timeout of its own), and the Transport hands it over
+		// only as a body; a trace records the connection itself. Upgrades
+		// are rare enough for the allocations.
+		trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+			o.upConn, _ = info.Conn.(*upstreamConn)
+		}}
+		o.req = *out.WithContext(httptrace.WithClientTrace(r.Context(), trace))
+	}
 	return o, upgrade
 }
 
@@ -154,7 +241,10 @@ func (p *Proxy) rewriteHeader(o *outbound, r *http.Request) (upgrade bool) {
 	h["X-Forwarded-For"] = o.val(valForwardedFor, ip)
 	h["X-Real-Ip"] = o.val(valRealIP, ip)
 	scheme := p.hdr.http
-	if p.connTLS(r) != nil {
+	if r.TLS != nil {
+		// net/http sets r.TLS for any connection with a ConnectionState
+		// method, which the listener's TLS guard has; HTTP/2 over TLS
+		// sets it as well.
 		scheme = p.hdr.https
 	}
 	// X-Scheme and X-Forwarded-Scheme are what ingress-nginx sent, and
@@ -179,19 +269,6 @@ func (p *Proxy) rewriteHeader(o *outbound, r *http.Request) (upgrade bool) {
 	}
 	h["X-Request-Id"] = o.val(valRequestID, requestID)
 	return upgradeVals != nil
-}
-
-// connTLS returns the TLS state of r's connection, or nil for plain HTTP.
-func (p *Proxy) connTLS(r *http.Request) *tls.ConnectionState {
-	if p.cfg.ConnTLS != nil {
-		if st := p.cfg.ConnTLS(r); st != nil {
-			return st
-		}
-	}
-	if r.TLS != nil {
-		return r.TLS
-	}
-	return nil
 }
 
 // localPort returns the port of the local address the client connected to,

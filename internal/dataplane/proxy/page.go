@@ -52,7 +52,7 @@ type errorPage struct {
 }
 
 type errorPages struct {
-	badRequest, notFound, methodNotAllowed, badGateway, unavailable, gatewayTimeout errorPage
+	badRequest, notFound, methodNotAllowed, requestTimeout, badGateway, unavailable, gatewayTimeout errorPage
 }
 
 func newErrorPage(code int) errorPage {
@@ -65,6 +65,7 @@ func newErrorPages() errorPages {
 		badRequest:       newErrorPage(http.StatusBadRequest),
 		notFound:         newErrorPage(http.StatusNotFound),
 		methodNotAllowed: newErrorPage(http.StatusMethodNotAllowed),
+		requestTimeout:   newErrorPage(http.StatusRequestTimeout),
 		badGateway:       newErrorPage(http.StatusBadGateway),
 		unavailable:      newErrorPage(http.StatusServiceUnavailable),
 		gatewayTimeout:   newErrorPage(http.StatusGatewayTimeout),

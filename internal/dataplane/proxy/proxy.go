@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"crypto/tls"
 	"log/slog"
 	"net"
 	"net/http"
@@ -23,6 +22,14 @@ const (
 	DefaultMaxIdleConnsPerHost   = 1024
 	DefaultMaxConnectAttempts    = 3
 	DefaultServerHeader          = "torii"
+	// The idle timeouts below follow nginx's defaults (proxy_read_timeout,
+	// proxy_send_timeout, client_body_timeout, send_timeout; ingress-nginx
+	// also bounds WebSockets by proxy-read-timeout, 60s).
+	DefaultUpstreamReadTimeout = 60 * time.Second
+	DefaultUpstreamSendTimeout = 60 * time.Second
+	DefaultClientBodyTimeout   = 60 * time.Second
+	DefaultClientSendTimeout   = 60 * time.Second
+	DefaultTunnelIdleTimeout   = 60 * time.Second
 )
 
 // copyBufferSize is the size of the pooled buffer that relays response
@@ -54,18 +61,55 @@ type Config struct {
 	// ServerHeader replaces the upstream's Server header on every response.
 	// Default "torii".
 	ServerHeader string
-	// ConnTLS returns the TLS state of the request's connection even when
-	// r.TLS is nil (a listener that terminates TLS itself). Nil, or a nil
-	// result, falls back to r.TLS.
-	ConnTLS func(*http.Request) *tls.ConnectionState
+
+	// The read and send timeouts bound the gap between two reads or
+	// writes, not a whole transfer, so large bodies to slow but live peers
+	// still go through. They are deadlines renewed at most about once a
+	// second, so each fires between timeout-min(timeout/16, 1s) and
+	// timeout after the last progress.
+
+	// UpstreamReadTimeout bounds the wait for the next bytes of an
+	// upstream's response: mid-body its expiry aborts the response to the
+	// client (a reset stream, or a connection closed before the end).
+	// Until the response starts, ResponseHeaderTimeout applies (504)
+	// instead. An idle pooled connection is closed after this long
+	// without traffic. Default 60s.
+	UpstreamReadTimeout time.Duration
+	// UpstreamSendTimeout bounds one write of the request to an upstream
+	// that does not read it; expiry before a response answers 504.
+	// Default 60s.
+	UpstreamSendTimeout time.Duration
+	// ClientBodyTimeout bounds the gap between two reads of the client's
+	// request body; expiry answers 408 (with Connection: close on HTTP/1)
+	// unless the upstream already answered. Default 60s.
+	ClientBodyTimeout time.Duration
+	// ClientSendTimeout bounds one write of the response to a client that
+	// does not read it; expiry ends the response. Default 60s.
+	ClientSendTimeout time.Duration
+	// TunnelIdleTimeout closes an upgraded connection (WebSocket) that
+	// carried no bytes in either direction for this long. Default 60s, as
+	// ingress-nginx's proxy-read-timeout.
+	TunnelIdleTimeout time.Duration
+
+	// AllowExternalNameLoopback lets ExternalName backends connect to
+	// loopback addresses, for local development and tests. Without it an
+	// externalName resolving to (or being) a loopback address is refused
+	// like a failed connect (502), so that an ExternalName Service cannot
+	// expose Torii's own admin port. Link-local (cloud metadata),
+	// unspecified and multicast addresses are refused either way.
+	// Endpoints from EndpointSlices are never checked.
+	AllowExternalNameLoopback bool
+
 	// Metrics, if non-nil, receives the data-plane metrics.
 	Metrics *metrics.Metrics
 	// Logger receives upstream errors at debug level. Nil discards.
 	Logger *slog.Logger
 }
 
-// Router finds the route for a request. host is the request's Host
-// lower-cased, without port and trailing dot; path is canonical (see package
+// Router finds the route for a request. host is the request's Host header
+// (HTTP/2 :authority) exactly as the client sent it, in any case, with any
+// port or trailing dot: normalising it is the Router's job (see package
+// router), so that there is one set of rules. path is canonical (see package
 // urlpath). backend indexes the backend handles given to Swap alongside the
 // router, or is -1 when the route's backend is absent. ok is false when
 // nothing matches.
@@ -86,10 +130,14 @@ type table struct {
 // it, so middleware that reads r.Header after ServeHTTP sees the forwarded
 // header set, including the request ID.
 type Proxy struct {
-	cfg       Config
-	pathOpts  urlpath.Options
-	dialer    net.Dialer
-	transport *http.Transport
+	cfg      Config
+	pathOpts urlpath.Options
+	// dialer connects to endpoints from EndpointSlices, nameDialer to those
+	// of ExternalName backends, refusing addresses they must not reach.
+	// Each has its Transport, so their pooled connections never mix.
+	dialer, nameDialer net.Dialer
+	transport          *http.Transport
+	externalTransport  *http.Transport
 	// roundTripper is transport except in tests that measure the handler
 	// alone.
 	roundTripper http.RoundTripper
@@ -126,6 +174,21 @@ func New(cfg Config) *Proxy {
 	if cfg.ServerHeader == "" {
 		cfg.ServerHeader = DefaultServerHeader
 	}
+	if cfg.UpstreamReadTimeout <= 0 {
+		cfg.UpstreamReadTimeout = DefaultUpstreamReadTimeout
+	}
+	if cfg.UpstreamSendTimeout <= 0 {
+		cfg.UpstreamSendTimeout = DefaultUpstreamSendTimeout
+	}
+	if cfg.ClientBodyTimeout <= 0 {
+		cfg.ClientBodyTimeout = DefaultClientBodyTimeout
+	}
+	if cfg.ClientSendTimeout <= 0 {
+		cfg.ClientSendTimeout = DefaultClientSendTimeout
+	}
+	if cfg.TunnelIdleTimeout <= 0 {
+		cfg.TunnelIdleTimeout = DefaultTunnelIdleTimeout
+	}
 	p := &Proxy{
 		cfg:      cfg,
 		pathOpts: urlpath.Options{RejectEncodedSlash: cfg.RejectEncodedSlash},
@@ -144,7 +207,7 @@ func New(cfg Config) *Proxy {
 	if cfg.Metrics != nil {
 		p.inst = newInstruments(cfg.Metrics)
 	}
-	p.transport = p.newTransport()
+	p.initTransports()
 	p.roundTripper = p.transport
 	return p
 }
@@ -165,6 +228,7 @@ func (p *Proxy) Swap(r Router, backends []*upstream.Backend) {
 // not interrupted, and the Proxy stays usable.
 func (p *Proxy) Close() {
 	p.transport.CloseIdleConnections()
+	p.externalTransport.CloseIdleConnections()
 }
 
 // ServeHTTP proxies one request.
@@ -182,13 +246,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.reject(w, start, &p.pages.methodNotAllowed, rejectMethod)
 		return
 	}
-	rawPath, rawQuery, hasQuery := requestTarget(r)
+	rawPath, rawQuery, hasQuery, ok := requestTarget(r)
+	if !ok {
+		p.reject(w, start, &p.pages.badRequest, rejectQuery)
+		return
+	}
 	path, err := urlpath.Canonical(rawPath, p.pathOpts)
 	if err != nil {
 		p.reject(w, start, &p.pages.badRequest, rejectPath)
 		return
 	}
-	_, idx, ok := t.router.Match(routeHost(r.Host), path)
+	_, idx, ok := t.router.Match(r.Host, path)
 	if !ok {
 		p.answer(w, start, &p.pages.notFound)
 		return

@@ -9,8 +9,18 @@ import (
 // escaped path and raw query. Routing must see the bytes on the wire, not
 // net/http's decoded r.URL.Path, or an encoded slash would turn into a
 // separator. hasQuery reports a '?', even with an empty query, so "/a?" is
-// forwarded as sent.
-func requestTarget(r *http.Request) (path, query string, hasQuery bool) {
+// forwarded as sent. The query is made safe to forward (see cleanQuery); ok
+// is false when it holds control bytes and the request must be refused.
+func requestTarget(r *http.Request) (path, query string, hasQuery, ok bool) {
+	path, query, hasQuery = splitTarget(r)
+	if !hasQuery {
+		return path, "", false, true
+	}
+	query, ok = cleanQuery(query)
+	return path, query, true, ok
+}
+
+func splitTarget(r *http.Request) (path, query string, hasQuery bool) {
 	uri := r.RequestURI
 	if uri == "" {
 		// Requests built in process (not read from a connection) carry no
@@ -39,19 +49,51 @@ func requestTarget(r *http.Request) (path, query string, hasQuery bool) {
 	return uri, "", false
 }
 
-// routeHost normalises a Host header for routing: port and one trailing dot
-// removed, lower-cased. It allocates only for hosts with upper-case letters.
-func routeHost(h string) string {
-	if i := strings.LastIndexByte(h, ':'); i >= 0 && strings.IndexByte(h[i:], ']') < 0 {
-		h = h[:i]
+// queryOK is the bitmap of bytes RFC 3986 allows raw in a query: unreserved,
+// sub-delims, ':', '@', '/', '?', and '%' (escapes are passed on as they are,
+// malformed or not: the query is the backend's to decode).
+var queryOK = func() (t [256]bool) {
+	for _, c := range []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/?%") {
+		t[c] = true
 	}
-	h = strings.TrimSuffix(h, ".")
-	for i := 0; i < len(h); i++ {
-		if c := h[i]; c >= 'A' && c <= 'Z' {
-			return strings.ToLower(h)
+	return t
+}()
+
+// cleanQuery makes a raw query safe to put in an HTTP/1.1 request line.
+// HTTP/1 request lines cannot carry a space, but an HTTP/2 :path can, and
+// forwarding it raw would let a client rewrite the backend's request line
+// ("/a?x HTTP/1.0"); other bytes outside RFC 3986 (non-ASCII, quotes, angle
+// brackets, braces, '|', '\', '^', '`', '#', '[', ']') are just as
+// unpredictable to backends. Those are percent-encoded, which keeps the
+// decoded value the same. A control byte (below 0x20, or 0x7f) has no
+// business in a URL at all, so ok is false and the request is refused. The
+// common, clean query is returned without allocating.
+func cleanQuery(q string) (string, bool) {
+	i := 0
+	for i < len(q) && queryOK[q[i]] {
+		i++
+	}
+	if i == len(q) {
+		return q, true
+	}
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	b.Grow(len(q) + 16)
+	b.WriteString(q[:i])
+	for ; i < len(q); i++ {
+		c := q[i]
+		switch {
+		case queryOK[c]:
+			b.WriteByte(c)
+		case c < 0x20 || c == 0x7f:
+			return "", false
+		default:
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
 		}
 	}
-	return h
+	return b.String(), true
 }
 
 // clientIP returns the address part of r.RemoteAddr without brackets or

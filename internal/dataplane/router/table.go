@@ -13,15 +13,14 @@ type Target struct {
 	// Route is the matched route, the host's Default, or the snapshot's
 	// CatchAll. It points into the compiled snapshot.
 	Route *model.Route
-	// Backend is the index into Snapshot().Backends of Route.BackendID, or
-	// -1 if the snapshot has no such backend.
+	// Backend is the index into the compiled snapshot's Backends of
+	// Route.BackendID, or -1 if the snapshot has no such backend.
 	Backend int
 }
 
 // Table is a compiled snapshot. It is immutable and safe for concurrent
 // Match calls.
 type Table struct {
-	snapshot *model.Snapshot
 	// exact maps a lower-case host name to its virtual host.
 	exact map[string]*vhost
 	// wildcard maps the suffix of "*.suffix" to its virtual host, so that a
@@ -39,7 +38,7 @@ type Table struct {
 // (the model is immutable by contract). A nil snapshot yields a table that
 // matches nothing.
 func Compile(s *model.Snapshot) *Table {
-	t := &Table{snapshot: s}
+	t := &Table{}
 	if s == nil {
 		return t // Nil maps read as empty, so this table matches nothing.
 	}
@@ -86,14 +85,6 @@ func Compile(s *model.Snapshot) *Table {
 		}
 	}
 	return t
-}
-
-// Snapshot returns the snapshot the table was compiled from.
-func (t *Table) Snapshot() *model.Snapshot {
-	if t == nil {
-		return nil
-	}
-	return t.snapshot
 }
 
 // Match returns the target for a request, or nil when nothing matches (the

@@ -11,9 +11,16 @@ import (
 // balancing state. A handle stays valid after its backend leaves the
 // registry, so requests that loaded it finish normally.
 type Backend struct {
-	id    string
 	clock func() int64
 	set   atomic.Pointer[endpointSet]
+	// version says where the current endpoints came from: 0 for a
+	// snapshot (Registry.Sync), else the registry's sequence number of the
+	// SetEndpoints call that installed them. Guarded by the registry's
+	// mutex.
+	version uint64
+	// external marks an ExternalName backend, whose endpoints only
+	// snapshots provide. Set under the registry's mutex, read by requests.
+	external atomic.Bool
 	// next is the round-robin cursor. It only ever increases; wrap-around
 	// after 2^64 picks is harmless.
 	next atomic.Uint64
@@ -39,14 +46,16 @@ type endpointState struct {
 	downUntil atomic.Int64
 }
 
-func newBackend(id string, clock func() int64) *Backend {
-	b := &Backend{id: id, clock: clock}
+func newBackend(clock func() int64) *Backend {
+	b := &Backend{clock: clock}
 	b.set.Store(&endpointSet{})
 	return b
 }
 
-// ID returns the backend's ID ("<namespace>/<service>:<port>").
-func (b *Backend) ID() string { return b.id }
+// IsExternalName reports whether the backend is an ExternalName Service's:
+// its endpoint is a DNS name (or address) chosen by whoever wrote the
+// Service, which may resolve anywhere, so connects to it need checking.
+func (b *Backend) IsExternalName() bool { return b.external.Load() }
 
 // Endpoints returns the current endpoints. The slice is shared and must not
 // be modified.

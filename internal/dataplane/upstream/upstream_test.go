@@ -136,8 +136,8 @@ func TestSyncKeepsStateOfSurvivingBackends(t *testing.T) {
 	if second[0] != a {
 		t.Fatalf("surviving backend got a new handle")
 	}
-	if second[0].ID() != "ns/a:80" || second[1].ID() != "ns/c:80" {
-		t.Fatalf("handles not aligned with input: %s, %s", second[0].ID(), second[1].ID())
+	if second[1] == a || second[1] == first[1] || len(second[1].Endpoints()) != 1 || second[1].Endpoints()[0].Port != 7 {
+		t.Fatalf("handles not aligned with input: c got %v", second[1].Endpoints())
 	}
 	if got := len(a.Endpoints()); got != 4 {
 		t.Fatalf("endpoints not replaced: %d", got)
@@ -182,8 +182,71 @@ func TestSetEndpoints(t *testing.T) {
 	if r.SetEndpoints("ns/unknown:80", eps(1)) {
 		t.Fatalf("SetEndpoints on unknown ID returned true")
 	}
-	if r.Backend("ns/a:80") != b || r.Backend("ns/unknown:80") != nil {
-		t.Fatalf("Backend lookup mismatch")
+}
+
+// TestSyncKeepsNewerLaneEndpoints covers the race between the two lanes: a
+// snapshot built before an EndpointSlice update is applied after it, and must
+// not put the older endpoint list back.
+func TestSyncKeepsNewerLaneEndpoints(t *testing.T) {
+	r, _ := newTestRegistry()
+	snap := []model.Backend{{ID: "ns/a:80", Endpoints: eps(1)}, {ID: "ns/b:80", Endpoints: eps(1)}}
+	handles := r.Sync(snap)
+	a, b := handles[0], handles[1]
+	// The lane moves a to endpoint 2, while a snapshot still listing
+	// endpoint 1 is being built (and a second one, with b at 3).
+	if !r.SetEndpoints("ns/a:80", eps(2)) {
+		t.Fatal("SetEndpoints failed")
+	}
+	r.Sync([]model.Backend{{ID: "ns/a:80", Endpoints: eps(1)}, {ID: "ns/b:80", Endpoints: eps(3)}})
+	if got := a.Endpoints(); len(got) != 1 || got[0].Port != 2 {
+		t.Fatalf("snapshot overwrote the lane's newer endpoints: %v", got)
+	}
+	// b never had a lane update: snapshots keep setting its endpoints.
+	if got := b.Endpoints(); len(got) != 1 || got[0].Port != 3 {
+		t.Fatalf("snapshot endpoints not applied to a backend without lane updates: %v", got)
+	}
+	// The lane keeps working after the sync.
+	r.SetEndpoints("ns/a:80", eps(4, 5))
+	r.Sync(snap)
+	if got := a.Endpoints(); len(got) != 2 || got[0].Port != 4 {
+		t.Fatalf("lane update lost: %v", got)
+	}
+	// A backend that left and came back is new: the snapshot seeds it.
+	r.Sync(snap[1:])
+	again := r.Sync(snap)[0]
+	if again == a {
+		t.Fatal("a backend that left the registry kept its handle")
+	}
+	if got := again.Endpoints(); len(got) != 1 || got[0].Port != 1 {
+		t.Fatalf("re-added backend not seeded from the snapshot: %v", got)
+	}
+}
+
+func TestExternalNameEndpointsComeFromSnapshots(t *testing.T) {
+	r, _ := newTestRegistry()
+	ext := func(name string) []model.Backend {
+		return []model.Backend{{ID: "ns/ext:80", ExternalName: name, Endpoints: []model.Endpoint{{Address: name, Port: 80}}}}
+	}
+	b := r.Sync(ext("a.example"))[0]
+	if r.SetEndpoints("ns/ext:80", eps(1)) {
+		t.Fatal("SetEndpoints accepted an ExternalName backend")
+	}
+	r.Sync(ext("b.example"))
+	if got := b.Endpoints(); len(got) != 1 || got[0].Address != "b.example" {
+		t.Fatalf("ExternalName change not applied: %v", got)
+	}
+	// A Service that turns from EndpointSlices into ExternalName gets its
+	// name even though the lane had set its endpoints.
+	r.Sync([]model.Backend{{ID: "ns/svc:80", Endpoints: eps(1)}})
+	r.SetEndpoints("ns/svc:80", eps(2))
+	got := r.Sync([]model.Backend{{ID: "ns/svc:80", ExternalName: "c.example", Endpoints: []model.Endpoint{{Address: "c.example", Port: 80}}}})[0].Endpoints()
+	if len(got) != 1 || got[0].Address != "c.example" {
+		t.Fatalf("switch to ExternalName not applied: %v", got)
+	}
+	// And back: snapshots seed it again until the lane speaks.
+	got = r.Sync([]model.Backend{{ID: "ns/svc:80", Endpoints: eps(3)}})[0].Endpoints()
+	if len(got) != 1 || got[0].Port != 3 {
+		t.Fatalf("switch back from ExternalName not applied: %v", got)
 	}
 }
 
