@@ -527,8 +527,8 @@ var allowedVerbs = map[rbacRule][]string{
 	{"", "services"}:                          {"get", "list", "watch"},
 	{"", "secrets"}:                           {"list", "watch"},
 	{"discovery.k8s.io", "endpointslices"}:    {"get", "list", "watch"},
-	{"", "nodes"}:                             {"get", "list"},
-	{"", "pods"}:                              {"get", "list"},
+	{"", "nodes"}:                             {"get", "list", "watch"},
+	{"", "pods"}:                              {"get", "list", "watch"},
 	{"events.k8s.io", "events"}:               {"create", "patch"},
 	{"", "events"}:                            {"create", "patch"},
 	{"coordination.k8s.io", "leases"}:         {"get", "create", "update"},
@@ -538,7 +538,7 @@ var allowedVerbs = map[rbacRule][]string{
 var (
 	neededClusterScoped = map[rbacRule][]string{
 		{"networking.k8s.io", "ingressclasses"}: {"list", "watch"},
-		{"", "nodes"}:                           {"get", "list"},
+		{"", "nodes"}:                           {"get", "list", "watch"},
 	}
 	neededPerNamespace = map[rbacRule][]string{
 		{"networking.k8s.io", "ingresses"}:        {"list", "watch"},
@@ -550,7 +550,7 @@ var (
 	}
 	neededOwnNamespace = map[rbacRule][]string{
 		{"coordination.k8s.io", "leases"}: {"get", "create", "update"},
-		{"", "pods"}:                      {"get", "list"},
+		{"", "pods"}:                      {"get", "list", "watch"},
 		{"", "services"}:                  {"get", "list", "watch"}, // --publish-service
 	}
 )
