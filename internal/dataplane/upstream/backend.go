@@ -13,11 +13,6 @@ import (
 type Backend struct {
 	clock func() int64
 	set   atomic.Pointer[endpointSet]
-	// version says where the current endpoints came from: 0 for a
-	// snapshot (Registry.Sync), else the registry's sequence number of the
-	// SetEndpoints call that installed them. Guarded by the registry's
-	// mutex.
-	version uint64
 	// external marks an ExternalName backend, whose endpoints only
 	// snapshots provide. Set under the registry's mutex, read by requests.
 	external atomic.Bool

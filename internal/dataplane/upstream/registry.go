@@ -17,28 +17,18 @@ const connectFailureCooldown = 2 * time.Second
 // concurrent use; they serialise with each other but never block Pick.
 //
 // Endpoints reach a backend by two lanes: snapshots (Sync) and endpoint
-// updates (SetEndpoints, the Kubernetes source's EndpointSlice lane). A
-// snapshot is built from a view of the cluster taken before it is applied,
-// so an endpoint update can arrive in between, and the snapshot's endpoint
-// list for that backend is then older than the one installed. Each endpoint
-// set therefore carries a version: 0 for a snapshot's, and for an endpoint
-// update a sequence number that grows with every SetEndpoints call. The rule:
-//
-//   - Sync installs a snapshot's endpoints on a backend that is new to the
-//     registry, and on one whose endpoints came from snapshots only
-//     (version 0). Once SetEndpoints has set a backend's endpoints, that lane
-//     owns them and later snapshots leave them alone; it keeps them current
-//     itself, and a snapshot can never tell whether its list is newer.
-//   - ExternalName backends have no endpoint lane: their single DNS-name
-//     endpoint comes from the Service, so Sync always installs it and
-//     SetEndpoints refuses them.
-//   - A backend that leaves the snapshot leaves the registry with its
-//     version; if it comes back, it is new and the snapshot seeds it.
+// updates (SetEndpoints, the Kubernetes source's EndpointSlice lane). Each
+// call installs its endpoints: the caller must make its calls in the order
+// of the cluster views they were computed from, so that the last call always
+// carries the newest data. Torii's sources guarantee it: they deliver
+// rebuilds and endpoint updates one at a time, each from a view at least as
+// new as the one before. (A rule that let the lane's endpoints outrank later
+// snapshots would keep stale endpoints after a Service changed its port.)
+// ExternalName backends have no endpoint lane: their single DNS-name
+// endpoint comes from the Service, and SetEndpoints refuses them.
 type Registry struct {
 	mu       sync.Mutex
 	backends map[string]*Backend
-	// seq numbers SetEndpoints calls, for Backend.version.
-	seq uint64
 	// clock returns monotonic nanoseconds since the registry was created. It
 	// is a field rather than a call to time.Now so tests can drive cooldowns
 	// without sleeping.
@@ -58,9 +48,8 @@ func NewRegistry() *Registry {
 
 // Sync makes the registry hold exactly these backends (by ID) and returns
 // their handles aligned with the input slice. State of backends whose ID
-// survives (round-robin cursor, cooldowns) is kept; endpoints are taken from
-// the snapshot as the Registry documentation says: for new backends, for
-// backends SetEndpoints never updated, and for ExternalName backends.
+// survives (round-robin cursor, cooldowns) is kept; endpoints are replaced by
+// the snapshot's (see Registry for the ordering rule).
 // Backends whose ID is gone are dropped from the registry, but handles held
 // by in-flight requests keep working.
 func (r *Registry) Sync(backends []model.Backend) []*Backend {
@@ -77,12 +66,8 @@ func (r *Registry) Sync(backends []model.Backend) []*Backend {
 				b = newBackend(r.clock)
 			}
 			kept[mb.ID] = b
-			external := mb.ExternalName != ""
-			b.external.Store(external)
-			if b.version == 0 || external {
-				b.version = 0
-				b.setEndpoints(mb.Endpoints)
-			}
+			b.external.Store(mb.ExternalName != "")
+			b.setEndpoints(mb.Endpoints)
 		}
 		out[i] = b
 	}
@@ -91,9 +76,8 @@ func (r *Registry) Sync(backends []model.Backend) []*Backend {
 }
 
 // SetEndpoints replaces one backend's endpoints without a snapshot rebuild
-// (the Kubernetes EndpointSlice lane); from then on snapshots leave them
-// alone (see Registry). It returns false, changing nothing, if the ID is
-// unknown or names an ExternalName backend. An update for an ID the
+// (the Kubernetes EndpointSlice lane; see Registry for the ordering rule).
+// It returns false, changing nothing, if the ID is unknown or names an ExternalName backend. An update for an ID the
 // registry does not hold yet is not kept: the caller must make sure the
 // next snapshot is built after it (a snapshot seeds new backends).
 func (r *Registry) SetEndpoints(id string, eps []model.Endpoint) bool {
@@ -103,8 +87,6 @@ func (r *Registry) SetEndpoints(id string, eps []model.Endpoint) bool {
 	if b == nil || b.external.Load() {
 		return false
 	}
-	r.seq++
-	b.version = r.seq
 	b.setEndpoints(eps)
 	return true
 }

