@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/torii-dev/torii/internal/server"
@@ -17,7 +19,14 @@ import (
 // is parsed.
 func serveFlags(fs *flag.FlagSet) func(stderr io.Writer) (server.Config, error) {
 	cfg := server.Config{}
-	fs.StringVar(&cfg.ManifestDir, "manifests", "", "directory of Kubernetes YAML manifests to serve (watched for changes)")
+	fs.StringVar(&cfg.ManifestDir, "manifests", "", "directory of Kubernetes YAML manifests to serve (watched for changes); without it Torii watches the Kubernetes API")
+	fs.StringVar(&cfg.Kube.Kubeconfig, "kubeconfig", "", "kubeconfig file for Kubernetes mode (default: the in-cluster config)")
+	fs.Var(&stringList{&cfg.Kube.WatchNamespaces}, "watch-namespace", "namespace to watch (repeatable; default: all)")
+	fs.Var(&commaList{&cfg.Kube.PublishStatusAddress}, "publish-status-address", "comma-separated IPs or hostnames written to Ingress status")
+	fs.StringVar(&cfg.Kube.PublishService, "publish-service", "", "Service <namespace>/<name> whose load-balancer addresses are written to Ingress status")
+	fs.StringVar(&cfg.Kube.ElectionID, "election-id", "torii-leader", "name of the Lease electing the replica that writes status and events")
+	fs.StringVar(&cfg.Kube.ElectionNamespace, "election-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the election Lease (default: $POD_NAMESPACE, else default)")
+	fs.BoolVar(&cfg.Kube.UpdateStatusOnShutdown, "update-status-on-shutdown", true, "the last replica to stop clears the Ingress status it published")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", ":8080", "plain HTTP listener address (empty disables)")
 	fs.StringVar(&cfg.HTTPSAddr, "https-addr", ":8443", "HTTPS listener address (empty disables)")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", ":10254", "admin listener address: /healthz, /readyz, /metrics, /debug/routes (empty disables)")
@@ -49,8 +58,49 @@ func serveFlags(fs *flag.FlagSet) func(stderr io.Writer) (server.Config, error) 
 			return cfg, err
 		}
 		cfg.Logger = log
+		cfg.Version = version
+		// The downward API names the pod (see deploy/torii.yaml).
+		cfg.Kube.PodName = os.Getenv("POD_NAME")
+		cfg.Kube.PodNamespace = os.Getenv("POD_NAMESPACE")
 		return cfg, nil
 	}
+}
+
+// stringList is a repeatable string flag.
+type stringList struct{ values *[]string }
+
+func (l *stringList) String() string {
+	if l.values == nil {
+		return ""
+	}
+	return strings.Join(*l.values, ",")
+}
+
+func (l *stringList) Set(v string) error {
+	if v == "" {
+		return errors.New("empty value")
+	}
+	*l.values = append(*l.values, v)
+	return nil
+}
+
+// commaList is a flag holding a comma-separated list.
+type commaList struct{ values *[]string }
+
+func (l *commaList) String() string {
+	if l.values == nil {
+		return ""
+	}
+	return strings.Join(*l.values, ",")
+}
+
+func (l *commaList) Set(v string) error {
+	for _, item := range strings.Split(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			*l.values = append(*l.values, item)
+		}
+	}
+	return nil
 }
 
 func serveCommand(ctx context.Context, args []string, stderr io.Writer) error {
@@ -66,9 +116,6 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg, err := build(stderr)
 	if err != nil {
 		return err
-	}
-	if cfg.ManifestDir == "" {
-		return errors.New("--manifests DIR is required")
 	}
 	return serve(ctx, cfg)
 }

@@ -19,13 +19,19 @@ import (
 	"github.com/torii-dev/torii/internal/dataplane/proxy"
 	"github.com/torii-dev/torii/internal/metrics"
 	"github.com/torii-dev/torii/internal/source/dir"
+	"github.com/torii-dev/torii/internal/store"
 	"github.com/torii-dev/torii/internal/translate"
 )
 
 // Config is everything `torii serve` is configured with.
 type Config struct {
-	// ManifestDir is the directory of Kubernetes YAML to serve.
+	// ManifestDir is the directory of Kubernetes YAML to serve. Empty means
+	// Kubernetes mode: objects come from the API server (see Kube).
 	ManifestDir string
+	// Kube configures Kubernetes mode.
+	Kube KubeConfig
+	// Version is reported in the Kubernetes client's user agent.
+	Version string
 
 	HTTPAddr, HTTPSAddr, AdminAddr string
 
@@ -56,7 +62,8 @@ type Server struct {
 	metrics   *metrics.Metrics
 	dp        *dataplane.Dataplane
 	ctrl      *controller.Controller
-	source    *dir.Source
+	source    *dir.Source // directory mode
+	kube      *kubeMode   // Kubernetes mode
 	listeners *listener.Server
 	admin     *admin.Server
 
@@ -64,12 +71,14 @@ type Server struct {
 	sourceMu     sync.Mutex
 	sourceErrors []string
 	// defaultCertOutcome is the last logged result of loading
-	// --default-ssl-certificate; apply runs on one goroutine at a time.
+	// --default-ssl-certificate; applyObjects runs one view at a time.
 	defaultCertOutcome string
 }
 
-// New builds every part, binds every listener and publishes the first
-// snapshot, so that when New returns the process can serve.
+// New builds every part and binds every listener. In directory mode it also
+// publishes the first snapshot, so that when New returns the process can
+// serve; in Kubernetes mode the first snapshot follows the informers' sync
+// in Run, and readiness waits for it.
 func New(cfg Config) (*Server, error) {
 	log := cfg.Logger
 	if log == nil {
@@ -87,10 +96,14 @@ func New(cfg Config) (*Server, error) {
 	s.dp = dataplane.New(dataplane.Config{Proxy: proxyCfg, DefaultCertificate: &defaultCert})
 	s.ctrl = controller.New(controller.Config{Translate: cfg.Translate, Dataplane: s.dp, Metrics: s.metrics, Logger: log})
 
-	if s.source, err = dir.New(dir.Config{Dir: cfg.ManifestDir, Logger: log}); err != nil {
+	if cfg.ManifestDir != "" {
+		if s.source, err = dir.New(dir.Config{Dir: cfg.ManifestDir, Logger: log}); err != nil {
+			return nil, err
+		}
+		s.apply(s.source.Load())
+	} else if s.kube, err = newKubeMode(s, cfg.Kube); err != nil {
 		return nil, err
 	}
-	s.apply(s.source.Load())
 
 	if s.listeners, err = listener.New(listener.Config{
 		HTTPAddr:          cfg.HTTPAddr,
@@ -168,7 +181,12 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.admin != nil {
 		stopAdmin = start("admin listener", s.admin.Serve)
 	}
-	stopSource := start("manifest source", func(ctx context.Context) error { return s.source.Run(ctx, s.apply) })
+	var stopSource func()
+	if s.source != nil {
+		stopSource = start("manifest source", func(ctx context.Context) error { return s.source.Run(ctx, s.apply) })
+	} else {
+		stopSource = start("kubernetes mode", s.kube.run)
+	}
 	stopListeners := start("proxy listeners", s.listeners.Serve)
 
 	var err error
@@ -183,6 +201,11 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.log.Info("draining in-flight requests", "timeout", s.cfg.DrainTimeout)
 	stopListeners()
+	if s.kube != nil {
+		clearCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		s.kube.shutdown(clearCtx)
+		cancel()
+	}
 	stopSource()
 	s.dp.Close()
 	stopAdmin()
@@ -204,10 +227,16 @@ func (s *Server) apply(u dir.Update) {
 	s.sourceMu.Lock()
 	s.sourceErrors = errs
 	s.sourceMu.Unlock()
-	if err := s.ctrl.Apply(u.Objects); err != nil {
+	s.applyObjects(u.Objects)
+}
+
+// applyObjects publishes a view of the objects. Sources call it one view at
+// a time.
+func (s *Server) applyObjects(objs *store.Objects) {
+	if err := s.ctrl.Apply(objs); err != nil {
 		return // the controller logged it; the last good snapshot keeps serving
 	}
-	s.applyDefaultCertificate(u)
+	s.applyDefaultCertificate(objs)
 }
 
 func (s *Server) currentSourceErrors() []string {
@@ -218,13 +247,13 @@ func (s *Server) currentSourceErrors() []string {
 
 // applyDefaultCertificate loads --default-ssl-certificate from the objects.
 // Its outcome is logged only when it changes, never on every rebuild.
-func (s *Server) applyDefaultCertificate(u dir.Update) {
+func (s *Server) applyDefaultCertificate(objs *store.Objects) {
 	ref := s.cfg.DefaultSSLCertificate
 	if ref == "" {
 		return
 	}
 	outcome := "secret not found; keeping the current default certificate"
-	for _, sec := range u.Objects.Secrets {
+	for _, sec := range objs.Secrets {
 		if sec.Namespace+"/"+sec.Name != ref {
 			continue
 		}
