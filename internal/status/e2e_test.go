@@ -26,43 +26,19 @@ import (
 // The e2e tests share one kube-apiserver and etcd, started by the first
 // test that needs them (unit-only runs start nothing) and stopped by
 // TestMain. Each test works in a namespace of its own.
-var shared struct {
-	once sync.Once
-	c    *harness.Cluster
-	err  error
-}
+var shared harness.Shared
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if shared.c != nil {
-		if err := shared.c.Close(); err != nil {
-			fmt.Fprintln(os.Stderr, "e2e harness:", err)
-		}
+	if err := shared.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e harness:", err)
 	}
-	os.Exit(code)
+	os.Exit(code) // after Close: os.Exit skips deferred calls
 }
 
-// cluster returns the shared cluster, failing (never skipping) the test
-// when it cannot start.
 func cluster(t *testing.T) *harness.Cluster {
 	t.Helper()
-	shared.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), harness.StartTimeout)
-		defer cancel()
-		start := time.Now()
-		shared.c, shared.err = harness.StartContext(ctx, harness.Options{})
-		t.Logf("e2e cluster started in %v", time.Since(start).Round(time.Millisecond))
-	})
-	if shared.err != nil {
-		t.Fatalf("e2e harness: %v", shared.err)
-	}
-	c := shared.c
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("component logs:\n%s", c.LogTails(40))
-		}
-	})
-	return c
+	return shared.Get(t)
 }
 
 var nsSeq atomic.Int32

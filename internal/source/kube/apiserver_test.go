@@ -1,11 +1,9 @@
 package kube
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -32,41 +30,19 @@ const apiWait = 30 * time.Second
 // shared is one cluster for every test that neither stops the API server
 // nor needs a pristine cluster; each test works in namespaces of its own.
 // It starts on first use, so the fake-clientset tests do not pay for it.
-var shared struct {
-	once sync.Once
-	c    *harness.Cluster
-	err  error
-}
+var shared harness.Shared
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if shared.c != nil {
-		// Before os.Exit, which skips deferred calls.
-		if err := shared.c.Close(); err != nil {
-			fmt.Fprintln(os.Stderr, "e2e harness:", err)
-		}
+	if err := shared.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e harness:", err)
 	}
-	os.Exit(code)
+	os.Exit(code) // after Close: os.Exit skips deferred calls
 }
 
 func sharedCluster(t *testing.T) *harness.Cluster {
 	t.Helper()
-	shared.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), harness.StartTimeout)
-		defer cancel()
-		t0 := time.Now()
-		shared.c, shared.err = harness.StartContext(ctx, harness.Options{})
-		t.Logf("timing: shared cluster started in %v", time.Since(t0).Round(time.Millisecond))
-	})
-	if shared.err != nil {
-		t.Fatalf("e2e harness: %v", shared.err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("component logs:\n%s", shared.c.LogTails(40))
-		}
-	})
-	return shared.c
+	return shared.Get(t)
 }
 
 // apiSource returns a running source on cluster c, through a clientset of
