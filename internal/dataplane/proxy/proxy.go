@@ -156,38 +156,18 @@ type Proxy struct {
 
 // New returns a Proxy that answers 503 until the first Swap.
 func New(cfg Config) *Proxy {
-	if cfg.ConnectTimeout <= 0 {
-		cfg.ConnectTimeout = DefaultConnectTimeout
-	}
-	if cfg.ResponseHeaderTimeout <= 0 {
-		cfg.ResponseHeaderTimeout = DefaultResponseHeaderTimeout
-	}
-	if cfg.IdleConnTimeout <= 0 {
-		cfg.IdleConnTimeout = DefaultIdleConnTimeout
-	}
-	if cfg.MaxIdleConnsPerHost <= 0 {
-		cfg.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
-	}
-	if cfg.MaxConnectAttempts <= 0 {
-		cfg.MaxConnectAttempts = DefaultMaxConnectAttempts
-	}
+	orDefault(&cfg.ConnectTimeout, DefaultConnectTimeout)
+	orDefault(&cfg.ResponseHeaderTimeout, DefaultResponseHeaderTimeout)
+	orDefault(&cfg.IdleConnTimeout, DefaultIdleConnTimeout)
+	orDefault(&cfg.MaxIdleConnsPerHost, DefaultMaxIdleConnsPerHost)
+	orDefault(&cfg.MaxConnectAttempts, DefaultMaxConnectAttempts)
+	orDefault(&cfg.UpstreamReadTimeout, DefaultUpstreamReadTimeout)
+	orDefault(&cfg.UpstreamSendTimeout, DefaultUpstreamSendTimeout)
+	orDefault(&cfg.ClientBodyTimeout, DefaultClientBodyTimeout)
+	orDefault(&cfg.ClientSendTimeout, DefaultClientSendTimeout)
+	orDefault(&cfg.TunnelIdleTimeout, DefaultTunnelIdleTimeout)
 	if cfg.ServerHeader == "" {
 		cfg.ServerHeader = DefaultServerHeader
-	}
-	if cfg.UpstreamReadTimeout <= 0 {
-		cfg.UpstreamReadTimeout = DefaultUpstreamReadTimeout
-	}
-	if cfg.UpstreamSendTimeout <= 0 {
-		cfg.UpstreamSendTimeout = DefaultUpstreamSendTimeout
-	}
-	if cfg.ClientBodyTimeout <= 0 {
-		cfg.ClientBodyTimeout = DefaultClientBodyTimeout
-	}
-	if cfg.ClientSendTimeout <= 0 {
-		cfg.ClientSendTimeout = DefaultClientSendTimeout
-	}
-	if cfg.TunnelIdleTimeout <= 0 {
-		cfg.TunnelIdleTimeout = DefaultTunnelIdleTimeout
 	}
 	p := &Proxy{
 		cfg:      cfg,
@@ -266,4 +246,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.forward(w, r, start, t.backends[idx], path, rawQuery, hasQuery)
+}
+
+// orDefault sets *v to def when it is zero or negative: Config documents
+// that such values take the defaults.
+func orDefault[T time.Duration | int](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }
