@@ -15,7 +15,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 
+	"github.com/torii-dev/torii/internal/metrics"
 	"github.com/torii-dev/torii/internal/model"
 	"github.com/torii-dev/torii/internal/source/kube"
 	"github.com/torii-dev/torii/internal/status"
@@ -80,13 +82,22 @@ func newKubeMode(s *Server, cfg KubeConfig) (*kubeMode, error) {
 	} else if rc, err = rest.InClusterConfig(); err != nil {
 		return nil, fmt.Errorf("no --manifests DIR or --kubeconfig FILE, and not running in a pod: %w", err)
 	}
+	// client-go logs through klog (leader election, reflector warnings);
+	// send those lines to Torii's structured log instead of klog's own
+	// format on stderr. klog is process-global: the last server wins,
+	// which only matters for tests running several servers in a process.
+	klog.SetSlogLogger(s.log)
 	rc.UserAgent = "torii/" + s.cfg.Version
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, err
 	}
 	k := &kubeMode{s: s, cfg: cfg, log: s.log, client: client, kick: make(chan struct{}, 1)}
-	if k.source, err = kube.New(kube.Config{Client: client, Namespaces: cfg.WatchNamespaces, Logger: s.log}); err != nil {
+	if k.source, err = kube.New(kube.Config{
+		Client: client, Namespaces: cfg.WatchNamespaces, Logger: s.log,
+		// A status someone else changed is repaired by the next sync.
+		OnIngressStatus: k.wake,
+	}); err != nil {
 		return nil, err
 	}
 	k.addrSrc, err = status.NewAddressSource(status.AddressConfig{
@@ -116,7 +127,19 @@ func newKubeMode(s *Server, cfg KubeConfig) (*kubeMode, error) {
 		return nil, err
 	}
 	k.events = status.NewEventSink(client, k.elector.Identity())
+	s.metrics.RegisterKube(k.stats)
 	return k, nil
+}
+
+// stats gathers the Kubernetes-mode counters for a metrics scrape.
+func (k *kubeMode) stats() metrics.KubeStats {
+	src, w := k.source.Stats(), k.writer.Stats()
+	return metrics.KubeStats{
+		Leader: k.elector.IsLeader(),
+		Events: src.Events, Unchanged: src.Unchanged, WatchErrors: src.WatchErrors,
+		Rebuilds: src.Rebuilds, EndpointUpdates: src.EndpointsCalls,
+		StatusUpdates: w.Writes, StatusConflicts: w.Conflicts,
+	}
 }
 
 // run feeds the controller until ctx is done; the elected leader also keeps

@@ -282,30 +282,3 @@ func TestWriterInterrupted(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
-
-func TestOnlyStatusChanged(t *testing.T) {
-	old := ingress("a", "x")
-	old.ResourceVersion = "1"
-	statusOnly := old.DeepCopy()
-	statusOnly.ResourceVersion = "2"
-	statusOnly.Status.LoadBalancer.Ingress = []networkingv1.IngressLoadBalancerIngress{ip("192.0.2.1")}
-	statusOnly.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "torii", Subresource: "status"}}
-	annotated := statusOnly.DeepCopy()
-	annotated.Annotations = map[string]string{"nginx.ingress.kubernetes.io/rewrite-target": "/"}
-	specChanged := old.DeepCopy()
-	specChanged.Spec.DefaultBackend.Service.Name = "other"
-	for _, tt := range []struct {
-		name string
-		cur  *networkingv1.Ingress
-		want bool
-	}{
-		{"status only", statusOnly, true},
-		{"annotation too", annotated, false},
-		{"spec", specChanged, false},
-		{"nil", nil, false},
-	} {
-		if got := OnlyStatusChanged(old, tt.cur); got != tt.want {
-			t.Errorf("%s: OnlyStatusChanged = %v, want %v", tt.name, got, tt.want)
-		}
-	}
-}

@@ -10,6 +10,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -172,6 +174,13 @@ func (s *Source) observe(k kind, oldObj, newObj any) {
 			s.mu.Unlock()
 			return
 		}
+		if k == kindIngress && onlyStatusChanged(oldObj, newObj) {
+			s.mu.Lock()
+			s.counts.unchanged++
+			s.mu.Unlock()
+			s.onStatus()
+			return
+		}
 	}
 	var services []types.NamespacedName
 	if k == kindEndpointSlice {
@@ -217,6 +226,26 @@ func untomb(obj any) any {
 		return t.Obj
 	}
 	return obj
+}
+
+// onlyStatusChanged reports whether an Ingress update changed nothing but
+// its status (and the bookkeeping every write changes: resourceVersion,
+// managedFields). Such updates are mostly the echo of Torii's own status
+// writes, and status is never an input to routing, so a rebuild for them
+// would be wasted and could start a write-rebuild loop.
+//
+// metadata.generation is not enough for this: it ignores annotations,
+// which carry routing configuration.
+func onlyStatusChanged(oldObj, newObj any) bool {
+	o, ok1 := oldObj.(*networkingv1.Ingress)
+	n, ok2 := newObj.(*networkingv1.Ingress)
+	if !ok1 || !ok2 || o == nil || n == nil {
+		return false
+	}
+	a, b := o.ObjectMeta, n.ObjectMeta
+	a.ResourceVersion, b.ResourceVersion = "", ""
+	a.ManagedFields, b.ManagedFields = nil, nil
+	return equality.Semantic.DeepEqual(a, b) && equality.Semantic.DeepEqual(o.Spec, n.Spec)
 }
 
 func isTLSSecret(obj any) bool {

@@ -52,6 +52,13 @@ type Config struct {
 	// Logger receives sync, connection and delivery messages. Nil means
 	// slog.Default().
 	Logger *slog.Logger
+	// OnIngressStatus, if set, is called when an Ingress update changed
+	// nothing but its status. Such updates start no rebuild (status is no
+	// input to routing, and most are the echo of Torii's own writes, so
+	// rebuilding would only turn every status write into a rebuild); the
+	// callback lets the status writer repair a status someone else
+	// changed. It runs on an informer goroutine and must not block.
+	OnIngressStatus func()
 }
 
 // Handler receives the source's output. Calls are never concurrent, and
@@ -84,6 +91,7 @@ type Source struct {
 	debounce   time.Duration
 	maxDelay   time.Duration
 	namespaces []string // sorted, unique; nil for cluster-wide
+	onStatus   func()   // Config.OnIngressStatus; never nil
 
 	factories []informers.SharedInformerFactory
 	classes   cache.SharedIndexInformer
@@ -179,7 +187,11 @@ func New(cfg Config) (*Source, error) {
 		log:        cfg.Logger,
 		debounce:   cmp.Or(cfg.Debounce, defaultDebounce),
 		namespaces: namespaces,
+		onStatus:   cfg.OnIngressStatus,
 		wake:       make(chan struct{}, 1),
+	}
+	if s.onStatus == nil {
+		s.onStatus = func() {}
 	}
 	s.maxDelay = cmp.Or(cfg.MaxDelay, max(defaultMaxDelay, s.debounce))
 	if s.log == nil {

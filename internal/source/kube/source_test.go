@@ -182,10 +182,37 @@ func TestObserve(t *testing.T) {
 	if p := take(); p.any() || s.Stats().Unchanged != 1 || s.Stats().Seq != 0 {
 		t.Errorf("same resourceVersion: pending %+v, stats %+v", p, s.Stats())
 	}
-	// A new resourceVersion is a change.
-	s.observe(kindIngress, withRV(ingress("a", "x", "h", "s"), "5"), withRV(ingress("a", "x", "h", "s"), "6"))
+	// A new resourceVersion with a new spec is a change.
+	s.observe(kindIngress, withRV(ingress("a", "x", "h", "s"), "5"), withRV(ingress("a", "x", "h", "s2"), "6"))
 	if p := take(); !p.rebuild || len(p.services) != 0 || p.first.IsZero() || s.Stats().Seq != 1 {
 		t.Errorf("new resourceVersion: pending %+v, seq %d", p, s.Stats().Seq)
+	}
+
+	// A status-only update (usually the echo of Torii's own write) starts
+	// no rebuild; it only tells the status writer. An annotation change
+	// in the same update is a change: annotations carry routing config.
+	statusCalls := 0
+	s.onStatus = func() { statusCalls++ }
+	withStatus := func(ing *networkingv1.Ingress, rv, ip string) *networkingv1.Ingress {
+		ing.ResourceVersion = rv
+		ing.Status.LoadBalancer.Ingress = []networkingv1.IngressLoadBalancerIngress{{IP: ip}}
+		ing.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "torii", Subresource: "status"}}
+		return ing
+	}
+	s.observe(kindIngress, withRV(ingress("a", "x", "h", "s2"), "6"), withStatus(ingress("a", "x", "h", "s2"), "7", "192.0.2.1"))
+	if p := take(); p.any() || statusCalls != 1 || s.Stats().Unchanged != 2 || s.Stats().Seq != 1 {
+		t.Errorf("status-only update: pending %+v, status calls %d, stats %+v", p, statusCalls, s.Stats())
+	}
+	annotated := withStatus(ingress("a", "x", "h", "s2"), "8", "192.0.2.1")
+	annotated.Annotations = map[string]string{"nginx.ingress.kubernetes.io/rewrite-target": "/"}
+	s.observe(kindIngress, withStatus(ingress("a", "x", "h", "s2"), "7", "192.0.2.1"), annotated)
+	if p := take(); !p.rebuild || statusCalls != 1 {
+		t.Errorf("annotation change with status: pending %+v, status calls %d", p, statusCalls)
+	}
+	specChanged := withStatus(ingress("a", "x", "other-host", "s"), "9", "192.0.2.1")
+	s.observe(kindIngress, annotated, specChanged)
+	if p := take(); !p.rebuild || statusCalls != 1 {
+		t.Errorf("spec change: pending %+v, status calls %d", p, statusCalls)
 	}
 
 	// Secrets other than TLS never count (for clients that ignore the
