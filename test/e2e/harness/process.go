@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -146,3 +147,8 @@ func tailFile(path string, n int) string {
 
 // errExited is returned when a component dies while the harness waits for it.
 var errExited = errors.New("exited")
+
+// ChildProcAttr is the process set-up the harness uses for its components,
+// for tests that start processes of their own (Torii replicas): its own
+// process group and, on Linux, death with the test binary.
+func ChildProcAttr() *syscall.SysProcAttr { return sysProcAttr() }
