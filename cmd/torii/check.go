@@ -15,6 +15,7 @@ import (
 	"github.com/torii-dev/torii/internal/source/dir"
 	"github.com/torii-dev/torii/internal/store"
 	"github.com/torii-dev/torii/internal/translate"
+	"github.com/torii-dev/torii/internal/webhook"
 )
 
 // fileList is a repeatable -f flag.
@@ -33,8 +34,10 @@ const reasonRemovedAPIVersion = "RemovedAPIVersion"
 // On stdout, one line per problem, sorted by object: a file that does not
 // parse as "<path>: <error>", an invalid object as "<Kind>
 // <namespace>/<name>: <message>", a warning as "<Kind> <namespace>/<name>:
-// warning: <message>". An Ingress of a removed API version
-// (networking.k8s.io/v1beta1, extensions/v1beta1) is an invalid object.
+// warning: <message>". An object is invalid exactly when the admission
+// webhook would deny it (webhook.Verdicts decides for both); an Ingress of a
+// removed API version (networking.k8s.io/v1beta1, extensions/v1beta1) is
+// invalid too.
 //
 // On stderr, notes that explain what was not checked: the IngressClass
 // assumed when the input does not define --ingress-class, each Ingress
@@ -89,11 +92,11 @@ func checkCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "torii check: no IngressClass %q in the input; assuming it is Torii's\n", cfg.IngressClass)
 	}
 
-	var problems []translate.Problem
+	var lines []checkLine
 	var ignored []string
 	for _, ig := range in.Ignored {
 		if p, ok := removedIngress(ig); ok {
-			problems = append(problems, p)
+			lines = append(lines, checkLine{ref: p.Object, text: p.String(), invalid: true})
 			continue
 		}
 		ignored = append(ignored, ig.String())
@@ -108,20 +111,24 @@ func checkCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "torii check: ignored %d object(s) of kinds Torii does not use: %s\n", len(ignored), strings.Join(ignored, ", "))
 	}
 
-	// Translate sorts its problems by object; keep that order within an
-	// object and merge the removed-version problems into it.
-	problems = append(problems, res.Problems...)
-	slices.SortStableFunc(problems, func(a, b translate.Problem) int {
-		return cmp.Or(cmp.Compare(a.Object.Kind, b.Object.Kind),
-			cmp.Compare(a.Object.Namespace, b.Object.Namespace), cmp.Compare(a.Object.Name, b.Object.Name))
-	})
-	for _, p := range problems {
-		if p.Severity == translate.SeverityError {
-			failed = true
-			fmt.Fprintln(stdout, p.String())
-			continue
+	// The admission webhook's verdicts: an Ingress it would deny is
+	// invalid here, and its warnings are warnings here.
+	for _, v := range webhook.Verdicts(res) {
+		for _, p := range v.Denials {
+			lines = append(lines, checkLine{ref: p.Object, text: p.String(), invalid: true})
 		}
-		fmt.Fprintf(stdout, "%s: warning: %s\n", p.Object.String(), p.Message)
+		for _, p := range v.Warnings {
+			lines = append(lines, checkLine{ref: p.Object, text: p.Object.String() + ": warning: " + p.Message})
+		}
+	}
+	// By object; within one, the invalid findings first, each kind in the
+	// translator's (message) order.
+	slices.SortStableFunc(lines, func(a, b checkLine) int {
+		return cmp.Or(cmp.Compare(a.ref.Kind, b.ref.Kind), cmp.Compare(a.ref.Namespace, b.ref.Namespace), cmp.Compare(a.ref.Name, b.ref.Name))
+	})
+	for _, l := range lines {
+		failed = failed || l.invalid
+		fmt.Fprintln(stdout, l.text)
 	}
 	if failed {
 		return 1
@@ -129,6 +136,14 @@ func checkCommand(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "torii check: %d file(s), %d Ingress(es) checked, %d skipped, no invalid objects\n",
 		len(paths), len(res.Owned), len(skipped))
 	return 0
+}
+
+// checkLine is one line of `torii check` output about an object.
+type checkLine struct {
+	ref  model.ObjectRef
+	text string
+	// invalid marks what the admission webhook would deny.
+	invalid bool
 }
 
 // assumeIngressClass adds to objs, when it holds no IngressClass named

@@ -67,3 +67,59 @@ func (x classIndex) owns(ing *networkingv1.Ingress) bool {
 	}
 	return x.defaultOwned || x.cfg.WatchIngressWithoutClass
 }
+
+// Classes answers, for callers outside the translator (dedicated mode),
+// which Ingresses Torii owns and through which IngressClass, by the same
+// rules Build applies.
+type Classes struct {
+	idx classIndex
+	// defaultName is the first (by the order given) owned class marked
+	// default.
+	defaultName string
+}
+
+// NewClasses indexes classes under cfg.
+func NewClasses(cfg Config, classes []*networkingv1.IngressClass) Classes {
+	c := Classes{idx: newClassIndex(cfg, classes)}
+	if c.idx.defaultOwned {
+		for _, ic := range classes {
+			if ic == nil || ic.Annotations[annotationDefaultClass] != "true" {
+				continue
+			}
+			if _, ok := c.idx.owned[ic.Name]; ok {
+				c.defaultName = ic.Name
+				break
+			}
+		}
+	}
+	return c
+}
+
+// Owner reports whether Torii owns ing and, if it does through an
+// IngressClass object of its controller, that class's name. The name is
+// empty for Ingresses owned without one: the legacy annotation naming
+// Config.IngressClass when no such class exists, or
+// WatchIngressWithoutClass.
+func (c Classes) Owner(ing *networkingv1.Ingress) (class string, owned bool) {
+	if !c.idx.owns(ing) {
+		return "", false
+	}
+	name := ""
+	if n := ing.Spec.IngressClassName; n != nil && *n != "" {
+		name = *n
+	} else if a := ing.Annotations[annotationIngressClass]; a != "" {
+		name = a
+	} else {
+		return c.defaultName, true
+	}
+	if _, ok := c.idx.owned[name]; ok {
+		return name, true
+	}
+	return "", true
+}
+
+// AnnotationGroup ("torii.dev/group: NAME") puts an Ingress of a Dedicated
+// class into a group whose members (same namespace and class) share one
+// dedicated load balancer. Dedicated mode reads it (package dedicated); it
+// has no effect on routing, so the translator accepts it as known.
+const AnnotationGroup = ToriiAnnotationPrefix + "group"

@@ -21,5 +21,10 @@
 // as they are matched alike; defaultBackend as the fallback of the named hosts
 // of its Ingress's rules and, for an Ingress without rules or with rules
 // without a host, as a candidate for the one cluster-wide catch-all; TLS
-// certificates from Secrets selected by SNI.
+// certificates from Secrets selected by SNI. Annotation values are never
+// read for routing: a torii.dev/ annotation Torii does not define makes the
+// Ingress invalid, and ingress-nginx annotations, not interpreted yet, get
+// one Warning that lists them, except those restricting access (auth,
+// source ranges, the WAF), which make it invalid: it is never served
+// without a restriction it asked for.
 package translate

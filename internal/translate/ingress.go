@@ -126,6 +126,10 @@ func parseIngress(ing *networkingv1.Ingress, problems *[]Problem) *ingress {
 		})
 	}
 
+	checkAnnotations(ing.Annotations, fail, func(reason, msg string) {
+		*problems = append(*problems, Problem{Object: in.ref, Severity: SeverityWarning, Reason: reason, Message: msg})
+	})
+
 	// Object names end up in route and backend IDs; names Kubernetes itself
 	// would refuse could make two IDs collide.
 	if ing.Namespace != "" && len(validation.IsDNS1123Label(ing.Namespace)) > 0 {
