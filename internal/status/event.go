@@ -1,6 +1,7 @@
 package status
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"sync"
@@ -43,6 +44,9 @@ const (
 type Problem struct {
 	Object          corev1.ObjectReference
 	Reason, Message string
+	// Type is the Event type; empty means Warning. Normal suits progress
+	// reports, such as a dedicated load balancer waiting for its address.
+	Type string
 }
 
 // EventSink turns per-object problems into Warning Events
@@ -63,6 +67,10 @@ type EventSink struct {
 	mu     sync.Mutex
 	active map[string]bool // problems reported and still present
 	closed bool
+	// seq makes event names unique: two new problems on one object in one
+	// Emit share its timestamp, and a second Event with the first one's
+	// name would be refused as AlreadyExists (and counted as written).
+	seq uint64
 
 	queue  chan queuedEvent
 	ctx    context.Context // ends the retries of the worker at shutdown
@@ -116,8 +124,9 @@ func (s *EventSink) Emit(problems []Problem) {
 			next[key] = true
 			continue
 		}
+		s.seq++
 		select {
-		case s.queue <- queuedEvent{key: key, event: s.event(p, now)}:
+		case s.queue <- queuedEvent{key: key, event: s.event(p, now, s.seq)}:
 			next[key] = true
 		default:
 			// Not marked active, so the next Emit tries again.
@@ -187,14 +196,14 @@ func retriable(err error) bool {
 // event builds the Event for p. Events live in the object's namespace;
 // those about cluster-scoped objects (an IngressClass) in "default", as the
 // API requires.
-func (s *EventSink) event(p Problem, now time.Time) *eventsv1.Event {
+func (s *EventSink) event(p Problem, now time.Time, seq uint64) *eventsv1.Event {
 	ns := p.Object.Namespace
 	if ns == "" {
 		ns = metav1.NamespaceDefault
 	}
 	return &eventsv1.Event{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:      util.GenerateEventName(p.Object.Name, now.UnixNano()),
+			Name:      util.GenerateEventName(p.Object.Name, now.UnixNano()+int64(seq)),
 			Namespace: ns,
 		},
 		EventTime:           metav1.NewMicroTime(now),
@@ -204,7 +213,7 @@ func (s *EventSink) event(p Problem, now time.Time) *eventsv1.Event {
 		Reason:              truncate(p.Reason, maxReasonBytes),
 		Regarding:           p.Object,
 		Note:                truncate(p.Message, maxNoteBytes),
-		Type:                corev1.EventTypeWarning,
+		Type:                cmp.Or(p.Type, corev1.EventTypeWarning),
 	}
 }
 

@@ -83,6 +83,28 @@ func TestEventSinkDeduplicatesFake(t *testing.T) {
 	}
 }
 
+// Two new problems on one object in one Emit are two Events: their names
+// must differ although they share the Emit's timestamp.
+func TestEventSinkTwoNewProblemsOnOneObject(t *testing.T) {
+	c := fake.NewClientset()
+	s := NewEventSink(c, "torii-a")
+	defer s.Shutdown()
+	s.Emit([]Problem{
+		{Object: ingressRef("web", "shop", "u1"), Reason: "A", Message: "first"},
+		{Object: ingressRef("web", "shop", "u1"), Reason: "B", Message: "second", Type: corev1.EventTypeNormal},
+	})
+	var list *eventsv1.EventList
+	eventually(t, "two events", func() bool {
+		list, _ = c.EventsV1().Events("web").List(context.Background(), metav1.ListOptions{})
+		return len(list.Items) == 2
+	})
+	for _, e := range list.Items {
+		if want := map[string]string{"A": corev1.EventTypeWarning, "B": corev1.EventTypeNormal}[e.Reason]; e.Type != want {
+			t.Errorf("event %s: type %s, want %s", e.Reason, e.Type, want)
+		}
+	}
+}
+
 func TestEventSinkRetriesFailedProblemOnNextEmit(t *testing.T) {
 	c := fake.NewClientset()
 	var refuse atomic.Bool

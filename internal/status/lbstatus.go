@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
@@ -136,4 +137,11 @@ func withoutEntries(list []networkingv1.IngressLoadBalancerIngress, drop map[str
 		out = append(out, *a.DeepCopy())
 	}
 	return out, removed
+}
+
+// ServiceAddresses copies a Service's status.loadBalancer.ingress into
+// Ingress status entries, ports included (the Service's ipMode has no
+// Ingress counterpart).
+func ServiceAddresses(svc *corev1.Service) []networkingv1.IngressLoadBalancerIngress {
+	return serviceAddresses(svc)
 }

@@ -124,28 +124,49 @@ type job struct {
 // longer exist are ignored. Per-object failures are logged once and
 // returned joined.
 func (w *Writer) Sync(ctx context.Context, owned, others []*networkingv1.Ingress, addrs []networkingv1.IngressLoadBalancerIngress) error {
+	targets := make([]Target, len(owned))
+	for i, ing := range owned {
+		targets[i] = Target{Ingress: ing, Addresses: addrs}
+	}
+	return w.SyncTargets(ctx, targets, others, addrs)
+}
+
+// Target is an owned Ingress and the addresses it should carry.
+type Target struct {
+	Ingress   *networkingv1.Ingress
+	Addresses []networkingv1.IngressLoadBalancerIngress
+}
+
+// SyncTargets is Sync with addresses per Ingress (dedicated mode: each
+// Ingress carries the address of its own load balancer). Every target
+// carries exactly its addresses; an Ingress in others is cleared when its
+// status is still shared (when non-nil: the shared addresses, which an
+// Ingress may carry from before it became someone else's) or this writer's
+// last write to it.
+func (w *Writer) SyncTargets(ctx context.Context, targets []Target, others []*networkingv1.Ingress, shared []networkingv1.IngressLoadBalancerIngress) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	want := cloneAddresses(addrs)
-	if want == nil {
-		want = []networkingv1.IngressLoadBalancerIngress{}
-	}
-	seen := make(map[types.UID]bool, len(owned)+len(others))
+	seen := make(map[types.UID]bool, len(targets)+len(others))
 	var jobs []job
-	for _, ing := range owned {
-		seen[ing.UID] = true
-		if j, ok := w.plan(ing, func(cur *networkingv1.Ingress) ([]networkingv1.IngressLoadBalancerIngress, bool) {
+	for _, t := range targets {
+		want := cloneAddresses(t.Addresses)
+		if want == nil {
+			want = []networkingv1.IngressLoadBalancerIngress{}
+		}
+		seen[t.Ingress.UID] = true
+		if j, ok := w.plan(t.Ingress, func(cur *networkingv1.Ingress) ([]networkingv1.IngressLoadBalancerIngress, bool) {
 			return want, !SameAddresses(cur.Status.LoadBalancer.Ingress, want)
 		}); ok {
 			jobs = append(jobs, j)
 		}
 	}
+	shared = cloneAddresses(shared)
 	for _, ing := range others {
 		seen[ing.UID] = true
 		prev := w.lastWritten(ing.UID)
 		if j, ok := w.plan(ing, func(cur *networkingv1.Ingress) ([]networkingv1.IngressLoadBalancerIngress, bool) {
 			s := cur.Status.LoadBalancer.Ingress
-			ours := len(s) > 0 && (SameAddresses(s, want) || (len(prev) > 0 && SameAddresses(s, prev)))
+			ours := len(s) > 0 && ((shared != nil && SameAddresses(s, shared)) || (len(prev) > 0 && SameAddresses(s, prev)))
 			return []networkingv1.IngressLoadBalancerIngress{}, ours
 		}); ok {
 			jobs = append(jobs, j)
