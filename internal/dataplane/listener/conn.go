@@ -13,6 +13,7 @@ type trackedConn struct {
 	net.Conn
 	srv    *Server
 	closed atomic.Bool
+	fast   *FastConn // set under srv.mu when the connection enters phaseFast
 }
 
 // Close closes the socket; the first call also tells the Server.

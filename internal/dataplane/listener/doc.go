@@ -48,6 +48,17 @@
 //
 // Config.OnReject is told of every refusal, with a Reject* reason.
 //
+// # Fast path
+//
+// With Config.FastPath set, HTTP/1 connections go to it instead of to
+// net/http (see package fastpath). It reads requests by the guard's rules
+// (CheckHead, ChunkedDecoder) and gives a connection back with
+// FastConn.Handoff, with the bytes it has read, whenever a request is one it
+// does not serve itself: the guard and net/http then handle the connection
+// from that request on, exactly as without the fast path. FastPath
+// connections take part in the drain: idle ones close when it begins, busy
+// ones after their current request.
+//
 // # Shutdown
 //
 // Serve stops accepting when its context is done, closes idle keep-alive

@@ -68,6 +68,10 @@ type Config struct {
 	// caller can resolve metric children up front). It is called from
 	// many goroutines and must be quick.
 	OnReject func(reason string)
+	// FastPath, if set, serves HTTP/1 connections instead of net/http,
+	// handing them to net/http for anything it does not serve itself; see
+	// FastPath.
+	FastPath FastPath
 }
 
 // Reasons passed to Config.OnReject.
@@ -98,6 +102,7 @@ const (
 	phaseDispatch connPhase = iota // TLS handshake or protocol detection
 	phaseHTTP1                     // with net/http's HTTP/1 server
 	phaseHTTP2                     // with the HTTP/2 server
+	phaseFast                      // with Config.FastPath
 )
 
 // Server is the client-facing HTTP and HTTPS listener pair.
@@ -128,6 +133,9 @@ type Server struct {
 	conns    map[*trackedConn]connPhase
 	draining bool
 	served   bool
+	// fastDraining is draining for FastPath connections, which check it
+	// without the mutex between requests.
+	fastDraining atomic.Bool
 
 	acceptWG sync.WaitGroup // accept loops
 	connWG   sync.WaitGroup // per-connection goroutines: dispatch and HTTP/2
@@ -296,13 +304,23 @@ func (s *Server) Serve(ctx context.Context) error {
 func (s *Server) drain() error {
 	s.mu.Lock()
 	s.draining = true
+	s.fastDraining.Store(true)
 	var dispatching []*trackedConn
+	var fast []*FastConn
 	for c, phase := range s.conns {
-		if phase == phaseDispatch {
+		switch phase {
+		case phaseDispatch:
 			dispatching = append(dispatching, c)
+		case phaseFast:
+			fast = append(fast, c.fast)
 		}
 	}
 	s.mu.Unlock()
+	// Idle FastPath connections close now, as net/http closes its idle
+	// keep-alive connections; busy ones close after their request.
+	for _, fc := range fast {
+		fc.shutIfIdle()
+	}
 	s.closeListeners()
 	// Shutdown closes h1Ln too, unless it runs before h1.Serve has
 	// registered it; closing it here makes hand-overs give up either way.
@@ -491,6 +509,10 @@ func (s *Server) servePlain(ctx context.Context, tc *trackedConn) {
 		s.serveHTTP2(ctx, tc, g.replay())
 		return
 	}
+	if s.cfg.FastPath != nil {
+		s.serveFast(tc, tc, nil, g)
+		return
+	}
 	s.serveHTTP1(tc, g)
 }
 
@@ -517,6 +539,10 @@ func (s *Server) serveTLS(ctx context.Context, tc *trackedConn) {
 	if state.NegotiatedProtocol == http2.NextProtoTLS {
 		// The HTTP/2 server sets r.TLS from the *tls.Conn itself.
 		s.serveHTTP2(ctx, tc, conn)
+		return
+	}
+	if s.cfg.FastPath != nil {
+		s.serveFast(tc, conn, &state, nil)
 		return
 	}
 	g := newGuard(conn, tc, &s.pool, s.maxHead, s.cfg.ReadHeaderTimeout)

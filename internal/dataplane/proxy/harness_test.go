@@ -9,12 +9,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/torii-dev/torii/internal/dataplane/fastpath"
 	"github.com/torii-dev/torii/internal/dataplane/listener"
 	"github.com/torii-dev/torii/internal/dataplane/upstream"
 	"github.com/torii-dev/torii/internal/model"
@@ -323,12 +325,24 @@ type wireHarness struct {
 	proxy *Proxy
 	srv   *listener.Server
 	reg   *upstream.Registry
+	// fastPath: HTTP/1 goes through the fast path
+	// (TORII_TEST_HTTP1_FAST_PATH=1).
+	fastPath bool
 }
 
 func newWireHarness(t *testing.T, cfg Config) *wireHarness {
 	t.Helper()
 	h := &wireHarness{t: t, proxy: New(cfg), reg: upstream.NewRegistry()}
-	srv, err := listener.New(listener.Config{HTTPAddr: "127.0.0.1:0", Handler: h.proxy, DrainTimeout: time.Second})
+	lc := listener.Config{HTTPAddr: "127.0.0.1:0", Handler: h.proxy, DrainTimeout: time.Second}
+	if os.Getenv("TORII_TEST_HTTP1_FAST_PATH") == "1" {
+		// The suite can run against the HTTP/1 fast path, which shares
+		// this proxy's routing table and settings.
+		fp := fastpath.New(fastPathConfig(h.proxy))
+		t.Cleanup(fp.Close)
+		lc.FastPath = fp
+		h.fastPath = true
+	}
+	srv, err := listener.New(lc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,6 +363,28 @@ func newWireHarness(t *testing.T, cfg Config) *wireHarness {
 		h.proxy.Close()
 	})
 	return h
+}
+
+// fastPathConfig is the fast path configuration a server builds from its
+// proxy (see internal/server).
+func fastPathConfig(p *Proxy) fastpath.Config {
+	c := p.Settings()
+	return fastpath.Config{
+		Proxy:                 p,
+		ConnectTimeout:        c.ConnectTimeout,
+		ResponseHeaderTimeout: c.ResponseHeaderTimeout,
+		IdleConnTimeout:       c.IdleConnTimeout,
+		UpstreamReadTimeout:   c.UpstreamReadTimeout,
+		UpstreamSendTimeout:   c.UpstreamSendTimeout,
+		ClientBodyTimeout:     c.ClientBodyTimeout,
+		ClientSendTimeout:     c.ClientSendTimeout,
+		MaxIdleConnsPerHost:   c.MaxIdleConnsPerHost,
+		MaxConnectAttempts:    c.MaxConnectAttempts,
+		RejectEncodedSlash:    c.RejectEncodedSlash,
+		ServerHeader:          c.ServerHeader,
+		Metrics:               c.Metrics,
+		Logger:                c.Logger,
+	}
 }
 
 func (h *wireHarness) swap(router Router, backends ...model.Backend) {

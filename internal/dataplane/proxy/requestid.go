@@ -53,11 +53,22 @@ func (g *requestIDs) init() {
 
 // next returns a fresh ID. Its only allocation is the returned string.
 func (g *requestIDs) next() string {
-	n := g.counter.Add(1)
 	var buf [32]byte
+	g.fill(&buf)
+	return string(buf[:])
+}
+
+// appendNext appends a fresh ID to b.
+func (g *requestIDs) appendNext(b []byte) []byte {
+	var buf [32]byte
+	g.fill(&buf)
+	return append(b, buf[:]...)
+}
+
+func (g *requestIDs) fill(buf *[32]byte) {
+	n := g.counter.Add(1)
 	putHex64(buf[:16], mix64(n^g.seed0))
 	putHex64(buf[16:], mix64(n+g.seed1))
-	return string(buf[:])
 }
 
 // mix64 is a bijection on 64-bit integers with good avalanche (the

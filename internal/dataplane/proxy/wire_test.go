@@ -85,13 +85,22 @@ func TestWireBrokenClientBodyIs400(t *testing.T) {
 			if res.StatusCode != http.StatusBadRequest || body != "400 Bad Request\n" || !res.Close {
 				t.Fatalf("got %d %q (close %v), want Torii's 400 with Connection: close; raw %q", res.StatusCode, body, res.Close, raw)
 			}
+			wait := testTimeout
+			if h.fastPath {
+				// The fast path refuses a body it already found
+				// malformed before anything goes upstream: the backend
+				// then never sees the request at all.
+				wait = time.Second
+			}
 			select {
 			case err := <-seen:
 				if err == nil {
 					t.Fatal("the backend read a complete body")
 				}
-			case <-time.After(testTimeout):
-				t.Fatal("backend never finished reading")
+			case <-time.After(wait):
+				if !h.fastPath {
+					t.Fatal("backend never finished reading")
+				}
 			}
 		})
 	}
