@@ -1,8 +1,11 @@
 // Package deploy holds Torii's Kubernetes manifests (torii.yaml) and Helm
 // chart (chart/torii). Its tests decode every object with the Kubernetes
 // decoders, in strict mode, and check the properties the deployment promises:
-// non-root, read-only root filesystem, probes, shutdown budget, and RBAC that
-// writes only Ingress status, Events and the leader-election Lease.
+// non-root, read-only root filesystem, probes, shutdown budget, RBAC that
+// writes only Ingress status, Events, the leader-election Lease and (for the
+// admission webhook's certificate) one Secret and one
+// ValidatingWebhookConfiguration, and a webhook that sees only Ingress
+// creates and updates.
 //
 // testdata/chart-*.yaml are Helm renderings of the chart, kept current by
 // hack/helm-template.sh --check; the chart's default rendering must equal
@@ -25,12 +28,14 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -44,6 +49,7 @@ const (
 	chartDir        = "chart/torii"
 	chartDefault    = "testdata/chart-default.yaml"
 	chartWatchNS    = "testdata/chart-watch-namespaces.yaml"
+	chartWebhookCM  = "testdata/chart-webhook-cert-manager.yaml"
 	imageRepository = "ghcr.io/torii-dev/torii"
 	nonRootUID      = 65532
 )
@@ -67,6 +73,8 @@ type install struct {
 	clusterRoleBindings []*rbacv1.ClusterRoleBinding
 	roles               []*rbacv1.Role
 	roleBindings        []*rbacv1.RoleBinding
+	webhookConfigs      []*admissionregistrationv1.ValidatingWebhookConfiguration
+	networkPolicies     []*networkingv1.NetworkPolicy
 }
 
 func load(t *testing.T, file string) *install {
@@ -118,6 +126,10 @@ func load(t *testing.T, file string) *install {
 			in.roles = append(in.roles, o)
 		case *rbacv1.RoleBinding:
 			in.roleBindings = append(in.roleBindings, o)
+		case *admissionregistrationv1.ValidatingWebhookConfiguration:
+			in.webhookConfigs = append(in.webhookConfigs, o)
+		case *networkingv1.NetworkPolicy:
+			in.networkPolicies = append(in.networkPolicies, o)
 		default:
 			t.Fatalf("%s: document %d: unexpected %s", file, i, gvk)
 		}
@@ -159,8 +171,11 @@ func TestManifests(t *testing.T) {
 		"v1.RoleBinding torii-system/torii",
 		"v1.IngressClass torii",
 		"v1.Service torii-system/torii",
+		"v1.Service torii-system/torii-webhook",
 		"v1.Deployment torii-system/torii",
 		"v1.PodDisruptionBudget torii-system/torii",
+		// Last: it refuses Ingress writes until Torii answers.
+		"v1.ValidatingWebhookConfiguration torii",
 	}
 	if !slices.Equal(order, want) {
 		t.Errorf("objects\n got %q\nwant %q", order, want)
@@ -239,7 +254,7 @@ func TestChartWatchNamespaces(t *testing.T) {
 	for _, cr := range in.clusterRoles {
 		for _, r := range cr.Rules {
 			for _, res := range r.Resources {
-				if res != "ingressclasses" && res != "nodes" {
+				if res != "ingressclasses" && res != "nodes" && res != "validatingwebhookconfigurations" {
 					t.Errorf("ClusterRole %s: grants %v on %q cluster-wide with watchNamespaces set", cr.Name, r.Verbs, res)
 				}
 			}
@@ -248,9 +263,108 @@ func TestChartWatchNamespaces(t *testing.T) {
 	if len(in.ingressClasses) != 1 || in.ingressClasses[0].Annotations[networkingv1.AnnotationIsDefaultIngressClass] != "true" {
 		t.Errorf("ingressClass.default: the IngressClass is not marked default")
 	}
-	svc := in.services[0]
+	svc := controllerService(in, in.deployments[0])
 	if svc.Spec.LoadBalancerClass == nil || *svc.Spec.LoadBalancerClass != "service.k8s.aws/nlb" {
 		t.Errorf("Service: loadBalancerClass = %v", svc.Spec.LoadBalancerClass)
+	}
+	// The webhook judges only the watched namespaces.
+	sel := in.webhookConfigs[0].Webhooks[0].NamespaceSelector
+	want := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+		Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpIn, Values: watched,
+	}}}
+	if !equality.Semantic.DeepEqual(sel, want) {
+		t.Errorf("webhook namespaceSelector %v, want %v", sel, want)
+	}
+}
+
+// TestChartWebhookCertManager renders the webhook with a certificate
+// managed elsewhere: it is mounted and read from files, and Torii gets no
+// access to Secrets or to the webhook configuration.
+func TestChartWebhookCertManager(t *testing.T) {
+	in := load(t, chartWebhookCM)
+	checkInstall(t, in, nil)
+	d := in.deployments[0]
+	flags := parseFlags(d.Spec.Template.Spec.Containers[0].Args)
+	for _, f := range []string{"webhook-cert-secret", "webhook-config-name", "webhook-service"} {
+		if _, ok := flags[f]; ok {
+			t.Errorf("--%s with a certificate managed elsewhere", f)
+		}
+	}
+	vwc := in.webhookConfigs[0]
+	if vwc.Annotations["cert-manager.io/inject-ca-from"] != "torii-system/torii-webhook" {
+		t.Errorf("annotations %v: no CA injection", vwc.Annotations)
+	}
+	wh := vwc.Webhooks[0]
+	if *wh.FailurePolicy != admissionregistrationv1.Ignore {
+		t.Errorf("failurePolicy %s, want the value's Ignore", *wh.FailurePolicy)
+	}
+	if !equality.Semantic.DeepEqual(wh.NamespaceSelector, &metav1.LabelSelector{MatchLabels: map[string]string{"torii.dev/validate": "true"}}) {
+		t.Errorf("namespaceSelector %v", wh.NamespaceSelector)
+	}
+	vols := d.Spec.Template.Spec.Volumes
+	if len(vols) != 1 || vols[0].Secret == nil || vols[0].Secret.SecretName != "torii-webhook-tls" {
+		t.Errorf("volumes %v, want the Secret torii-webhook-tls", vols)
+	}
+}
+
+// TestChartWebhookNetworkPolicy: webhook.networkPolicy (rendered with the
+// cert-manager values) lets only the given CIDRs reach the webhook port,
+// and keeps every other port of Torii's pods open to all, as without a
+// policy. By default no NetworkPolicy is rendered.
+func TestChartWebhookNetworkPolicy(t *testing.T) {
+	for _, file := range []string{manifestFile, chartDefault, chartWatchNS} {
+		if n := len(load(t, file).networkPolicies); n != 0 {
+			t.Errorf("%s: %d NetworkPolicies, want none by default", file, n)
+		}
+	}
+	in := load(t, chartWebhookCM)
+	if len(in.networkPolicies) != 1 {
+		t.Fatalf("%s: %d NetworkPolicies, want 1", in.file, len(in.networkPolicies))
+	}
+	np, d := in.networkPolicies[0], in.deployments[0]
+	if np.Namespace != d.Namespace || !selects(np.Spec.PodSelector.MatchLabels, d.Spec.Template.Labels) || len(np.Spec.PodSelector.MatchExpressions) > 0 {
+		t.Errorf("podSelector %v in %s: want Torii's pods", np.Spec.PodSelector, np.Namespace)
+	}
+	if !slices.Equal(np.Spec.PolicyTypes, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}) || len(np.Spec.Egress) > 0 {
+		t.Errorf("policyTypes %v: want Ingress only", np.Spec.PolicyTypes)
+	}
+	// Which sources each container port is open to: "*" for all.
+	open := map[string][]string{}
+	for _, r := range np.Spec.Ingress {
+		var from []string
+		for _, peer := range r.From {
+			if peer.IPBlock == nil || len(peer.IPBlock.Except) > 0 || peer.PodSelector != nil || peer.NamespaceSelector != nil {
+				t.Errorf("peer %+v: want plain ipBlocks", peer)
+				continue
+			}
+			from = append(from, peer.IPBlock.CIDR)
+		}
+		if len(r.From) == 0 {
+			from = []string{"*"}
+		}
+		if len(r.Ports) == 0 {
+			t.Errorf("a rule for every port: %+v", r)
+		}
+		for _, p := range r.Ports {
+			if p.Port == nil || p.Port.Type != intstr.String || p.Protocol == nil || *p.Protocol != corev1.ProtocolTCP || p.EndPort != nil {
+				t.Errorf("port %+v: want a named TCP container port", p)
+				continue
+			}
+			open[p.Port.StrVal] = append(open[p.Port.StrVal], from...)
+		}
+	}
+	for _, p := range d.Spec.Template.Spec.Containers[0].Ports {
+		want := []string{"*"}
+		if p.Name == "webhook" {
+			want = []string{"10.0.0.0/24", "fd00:10::/64"}
+		}
+		if !slices.Equal(open[p.Name], want) {
+			t.Errorf("port %s open to %q, want %q", p.Name, open[p.Name], want)
+		}
+		delete(open, p.Name)
+	}
+	for name := range open {
+		t.Errorf("the policy names port %s, which the container does not have", name)
 	}
 }
 
@@ -303,15 +417,19 @@ func TestImageVersion(t *testing.T) {
 // namespaces of --watch-namespace; nil means cluster-wide.
 func checkInstall(t *testing.T, in *install, watched []string) {
 	t.Helper()
-	if len(in.deployments) != 1 || len(in.services) != 1 || len(in.serviceAccounts) != 1 ||
-		len(in.ingressClasses) != 1 || len(in.pdbs) != 1 {
-		t.Fatalf("%s: want one Deployment, Service, ServiceAccount, IngressClass, PodDisruptionBudget; got %d, %d, %d, %d, %d",
-			in.file, len(in.deployments), len(in.services), len(in.serviceAccounts), len(in.ingressClasses), len(in.pdbs))
+	if len(in.deployments) != 1 || len(in.serviceAccounts) != 1 || len(in.ingressClasses) != 1 || len(in.pdbs) != 1 {
+		t.Fatalf("%s: want one Deployment, ServiceAccount, IngressClass, PodDisruptionBudget; got %d, %d, %d, %d",
+			in.file, len(in.deployments), len(in.serviceAccounts), len(in.ingressClasses), len(in.pdbs))
 	}
 	d := in.deployments[0]
+	wh := webhookOf(d)
+	if want := 1 + min(len(in.webhookConfigs), 1); len(in.services) != want {
+		t.Fatalf("%s: %d Services, want %d", in.file, len(in.services), want)
+	}
 	checkDeployment(t, in, d)
 	checkService(t, in, d)
-	checkRBAC(t, in, d, watched)
+	checkWebhook(t, in, d, wh)
+	checkRBAC(t, in, d, watched, wh)
 
 	pdb := in.pdbs[0]
 	if pdb.Spec.MaxUnavailable == nil || *pdb.Spec.MaxUnavailable != intstr.FromInt32(1) || pdb.Spec.MinAvailable != nil {
@@ -407,6 +525,9 @@ func checkDeployment(t *testing.T, in *install, d *appsv1.Deployment) {
 		ports[p.Name] = p.ContainerPort
 	}
 	wantPorts := map[string]int32{"http": 8080, "https": 8443, "admin": 10254}
+	if _, ok := parseFlags(c.Args)["webhook-addr"]; ok {
+		wantPorts["webhook"] = 9443
+	}
 	if !maps.Equal(ports, wantPorts) {
 		errorf("container ports %v, want %v", ports, wantPorts)
 	}
@@ -414,7 +535,7 @@ func checkDeployment(t *testing.T, in *install, d *appsv1.Deployment) {
 	if len(c.Args) == 0 || c.Args[0] != "serve" {
 		errorf("args %q do not start with serve", c.Args)
 	}
-	for flag, port := range map[string]string{"http-addr": "http", "https-addr": "https", "admin-addr": "admin"} {
+	for flag, port := range map[string]string{"http-addr": "http", "https-addr": "https", "admin-addr": "admin", "webhook-addr": "webhook"} {
 		if v, ok := flags[flag]; ok && v != fmt.Sprintf(":%d", ports[port]) {
 			errorf("--%s=%s, but container port %s is %d", flag, v, port, ports[port])
 		}
@@ -433,8 +554,8 @@ func checkDeployment(t *testing.T, in *install, d *appsv1.Deployment) {
 	if got, want := flags["ingress-class"], in.ingressClasses[0].Name; got != want {
 		errorf("--ingress-class=%q, IngressClass %q", got, want)
 	}
-	if ps := flags["publish-service"]; ps != "" && ps != in.services[0].Namespace+"/"+in.services[0].Name {
-		errorf("--publish-service=%s is not the Service %s/%s", ps, in.services[0].Namespace, in.services[0].Name)
+	if svc := controllerService(in, d); svc != nil && flags["publish-service"] != "" && flags["publish-service"] != svc.Namespace+"/"+svc.Name {
+		errorf("--publish-service=%s is not the Service %s/%s", flags["publish-service"], svc.Namespace, svc.Name)
 	}
 
 	// Downward API for leader election.
@@ -490,9 +611,23 @@ func checkDeployment(t *testing.T, in *install, d *appsv1.Deployment) {
 	}
 }
 
+// controllerService is the Service in front of the proxy: the one named
+// like the Deployment.
+func controllerService(in *install, d *appsv1.Deployment) *corev1.Service {
+	for _, s := range in.services {
+		if s.Namespace == d.Namespace && s.Name == d.Name {
+			return s
+		}
+	}
+	return nil
+}
+
 func checkService(t *testing.T, in *install, d *appsv1.Deployment) {
 	t.Helper()
-	s := in.services[0]
+	s := controllerService(in, d)
+	if s == nil {
+		t.Fatalf("%s: no Service %s/%s", in.file, d.Namespace, d.Name)
+	}
 	errorf := func(format string, args ...any) {
 		t.Helper()
 		t.Errorf("%s: Service %s: %s", in.file, s.Name, fmt.Sprintf(format, args...))
@@ -519,19 +654,22 @@ func checkService(t *testing.T, in *install, d *appsv1.Deployment) {
 type rbacRule struct{ group, resource string }
 
 // allowedVerbs is everything Torii may do. Writes: Ingress status, Events
-// and the Lease; nothing else. Secrets have no get: informers list and watch.
+// and the Lease, and for the webhook's certificate one Secret and one
+// ValidatingWebhookConfiguration; nothing else. Secrets have no get except
+// the webhook's own, by name: informers list and watch.
 var allowedVerbs = map[rbacRule][]string{
 	{"networking.k8s.io", "ingressclasses"}:   {"get", "list", "watch"},
 	{"networking.k8s.io", "ingresses"}:        {"get", "list", "watch"},
 	{"networking.k8s.io", "ingresses/status"}: {"update", "patch"},
 	{"", "services"}:                          {"get", "list", "watch"},
-	{"", "secrets"}:                           {"list", "watch"},
+	{"", "secrets"}:                           {"list", "watch", "create", "get", "update"},
 	{"discovery.k8s.io", "endpointslices"}:    {"get", "list", "watch"},
 	{"", "nodes"}:                             {"get", "list", "watch"},
-	{"", "pods"}:                              {"get", "list", "watch"},
-	{"events.k8s.io", "events"}:               {"create", "patch"},
-	{"", "events"}:                            {"create", "patch"},
-	{"coordination.k8s.io", "leases"}:         {"get", "create", "update"},
+	{"admissionregistration.k8s.io", "validatingwebhookconfigurations"}: {"get", "patch"},
+	{"", "pods"}:                      {"get", "list", "watch"},
+	{"events.k8s.io", "events"}:       {"create", "patch"},
+	{"", "events"}:                    {"create", "patch"},
+	{"coordination.k8s.io", "leases"}: {"get", "create", "update"},
 }
 
 // needed is what the controller cannot run without, per scope.
@@ -555,10 +693,13 @@ var (
 	}
 )
 
-func checkRBAC(t *testing.T, in *install, d *appsv1.Deployment, watched []string) {
+func checkRBAC(t *testing.T, in *install, d *appsv1.Deployment, watched []string, wh webhookFlags) {
 	t.Helper()
 	sa := rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: d.Spec.Template.Spec.ServiceAccountName, Namespace: d.Namespace}
 	electionID := parseFlags(d.Spec.Template.Spec.Containers[0].Args)["election-id"]
+	// named is the one object of a resource a rule may be limited to.
+	named := map[string]string{"leases": electionID, "secrets": wh.secret, "validatingwebhookconfigurations": wh.config}
+	ownRole := "Role " + d.Namespace + "/" + roleName(in, d)
 
 	checkRules := func(where string, rules []rbacv1.PolicyRule, namespaced bool) {
 		t.Helper()
@@ -579,7 +720,7 @@ func checkRBAC(t *testing.T, in *install, d *appsv1.Deployment, watched []string
 						}
 					}
 					if res == "leases" || res == "pods" {
-						if !namespaced || where != "Role "+d.Namespace+"/"+roleName(in, d) {
+						if !namespaced || where != ownRole {
 							t.Errorf("%s: %s: %s only in Torii's own namespace", in.file, where, res)
 						}
 					}
@@ -587,6 +728,7 @@ func checkRBAC(t *testing.T, in *install, d *appsv1.Deployment, watched []string
 						!slices.Equal(r.ResourceNames, []string{electionID}) {
 						t.Errorf("%s: %s: lease %v not limited to the election lease %q", in.file, where, r.Verbs, electionID)
 					}
+					checkWebhookRule(t, in.file, where, where == ownRole, r, res, wh)
 				}
 			}
 		}
@@ -629,7 +771,7 @@ func checkRBAC(t *testing.T, in *install, d *appsv1.Deployment, watched []string
 			return slices.ContainsFunc(rules, func(r rbacv1.PolicyRule) bool {
 				return slices.Contains(r.APIGroups, rr.group) && slices.Contains(r.Resources, rr.resource) &&
 					slices.Contains(r.Verbs, verb) &&
-					(len(r.ResourceNames) == 0 || rr.resource == "leases" && slices.Contains(r.ResourceNames, electionID))
+					(len(r.ResourceNames) == 0 || named[rr.resource] != "" && slices.Contains(r.ResourceNames, named[rr.resource]))
 			})
 		}
 		for _, cr := range in.clusterRoles {
@@ -656,6 +798,10 @@ func checkRBAC(t *testing.T, in *install, d *appsv1.Deployment, watched []string
 	}
 	need("", neededClusterScoped)
 	need(d.Namespace, neededOwnNamespace)
+	if wh.bootstrap {
+		need("", map[rbacRule][]string{{"admissionregistration.k8s.io", "validatingwebhookconfigurations"}: {"get", "patch"}})
+		need(d.Namespace, map[rbacRule][]string{{"", "secrets"}: {"create", "get", "update"}})
+	}
 	if watched == nil {
 		need("", neededPerNamespace) // "": granted cluster-wide
 	}
@@ -715,4 +861,168 @@ func selects(selector, labels map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// webhookFlags is the webhook configuration of a Deployment's flags.
+type webhookFlags struct {
+	enabled bool
+	// bootstrap: Torii makes its certificate (--webhook-cert-secret)
+	// rather than reading files.
+	bootstrap bool
+	port      string // of --webhook-addr
+	// secret (in Torii's namespace), config and service are named by the
+	// bootstrap flags.
+	secret, config, service string
+}
+
+func webhookOf(d *appsv1.Deployment) webhookFlags {
+	flags := parseFlags(d.Spec.Template.Spec.Containers[0].Args)
+	addr, enabled := flags["webhook-addr"]
+	wh := webhookFlags{enabled: enabled, config: flags["webhook-config-name"], service: flags["webhook-service"]}
+	_, wh.port, _ = strings.Cut(addr, ":")
+	if ref := flags["webhook-cert-secret"]; ref != "" {
+		wh.bootstrap = true
+		ns, name, _ := strings.Cut(ref, "/")
+		if ns == d.Namespace {
+			wh.secret = name // a Secret elsewhere fails checkWebhook
+		}
+	}
+	return wh
+}
+
+// checkWebhookRule checks one RBAC rule on resource res against what the
+// webhook needs: Secrets beyond list/watch and webhook configurations only
+// for certificate bootstrap, only in Torii's own namespace (Secrets) and,
+// except for create, only by name.
+func checkWebhookRule(t *testing.T, file, where string, own bool, r rbacv1.PolicyRule, res string, wh webhookFlags) {
+	t.Helper()
+	switch res {
+	case "secrets":
+		for _, v := range r.Verbs {
+			if v == "list" || v == "watch" {
+				continue
+			}
+			switch {
+			case !wh.bootstrap:
+				t.Errorf("%s: %s: %s on Secrets without webhook certificate bootstrap", file, where, v)
+			case !own:
+				t.Errorf("%s: %s: %s on Secrets outside Torii's own namespace", file, where, v)
+			case v != "create" && !slices.Equal(r.ResourceNames, []string{wh.secret}):
+				t.Errorf("%s: %s: %s on Secrets %v, want only the webhook's %q", file, where, v, r.ResourceNames, wh.secret)
+			}
+		}
+		if len(r.ResourceNames) > 0 && slices.ContainsFunc(r.Verbs, func(v string) bool { return v == "list" || v == "watch" }) {
+			t.Errorf("%s: %s: list/watch of Secrets limited by name", file, where)
+		}
+	case "validatingwebhookconfigurations":
+		if !wh.bootstrap || !slices.Equal(r.ResourceNames, []string{wh.config}) {
+			t.Errorf("%s: %s: webhook configurations %v, want only %q and only for certificate bootstrap", file, where, r.ResourceNames, wh.config)
+		}
+	}
+}
+
+// checkWebhook checks the ValidatingWebhookConfiguration, its Service and
+// the Deployment's webhook flags against each other.
+func checkWebhook(t *testing.T, in *install, d *appsv1.Deployment, wh webhookFlags) {
+	t.Helper()
+	errorf := func(format string, args ...any) {
+		t.Helper()
+		t.Errorf("%s: webhook: %s", in.file, fmt.Sprintf(format, args...))
+	}
+	if !wh.enabled {
+		if len(in.webhookConfigs) > 0 {
+			errorf("a ValidatingWebhookConfiguration without --webhook-addr")
+		}
+		return
+	}
+	if len(in.webhookConfigs) != 1 || len(in.webhookConfigs[0].Webhooks) != 1 {
+		t.Fatalf("%s: want one ValidatingWebhookConfiguration with one webhook", in.file)
+	}
+	vwc := in.webhookConfigs[0]
+	w := vwc.Webhooks[0]
+	if w.FailurePolicy == nil || w.SideEffects == nil || *w.SideEffects != admissionregistrationv1.SideEffectClassNone {
+		errorf("failurePolicy %v, sideEffects %v: both must be set, sideEffects None", w.FailurePolicy, w.SideEffects)
+	}
+	if w.TimeoutSeconds == nil || *w.TimeoutSeconds < 2 || *w.TimeoutSeconds > 30 {
+		errorf("timeoutSeconds %v, want 2 to 30", w.TimeoutSeconds)
+	} else if timeout, err := time.ParseDuration(parseFlags(d.Spec.Template.Spec.Containers[0].Args)["webhook-timeout"]); err != nil ||
+		timeout <= 0 || timeout >= time.Duration(*w.TimeoutSeconds)*time.Second {
+		// Torii must give up first, so that the API server hears why.
+		errorf("--webhook-timeout %v (%v), want it below timeoutSeconds %d", timeout, err, *w.TimeoutSeconds)
+	}
+	if !slices.Equal(w.AdmissionReviewVersions, []string{"v1"}) {
+		errorf("admissionReviewVersions %v, want [v1] (the only one Torii answers)", w.AdmissionReviewVersions)
+	}
+	if w.MatchPolicy == nil || *w.MatchPolicy != admissionregistrationv1.Equivalent {
+		errorf("matchPolicy %v, want Equivalent", w.MatchPolicy)
+	}
+	if w.ObjectSelector != nil {
+		errorf("an objectSelector would let an Ingress opt out")
+	}
+	// Only Ingress creates and updates: no other resource, no deletes, no
+	// status, nothing by wildcard.
+	scope := admissionregistrationv1.NamespacedScope
+	wantRule := admissionregistrationv1.RuleWithOperations{
+		Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+		Rule: admissionregistrationv1.Rule{APIGroups: []string{"networking.k8s.io"}, APIVersions: []string{"v1"},
+			Resources: []string{"ingresses"}, Scope: &scope},
+	}
+	if len(w.Rules) != 1 || !equality.Semantic.DeepEqual(w.Rules[0], wantRule) {
+		got, _ := yaml.Marshal(w.Rules)
+		want, _ := yaml.Marshal([]admissionregistrationv1.RuleWithOperations{wantRule})
+		errorf("rules\n%swant exactly\n%s", got, want)
+	}
+	ref := w.ClientConfig.Service
+	if ref == nil || w.ClientConfig.URL != nil || len(w.ClientConfig.CABundle) > 0 {
+		t.Fatalf("%s: webhook clientConfig must name a Service, with no URL and no caBundle (set at run time)", in.file)
+	}
+	if ref.Namespace != d.Namespace || ref.Path == nil || *ref.Path != "/validate/ingress" {
+		errorf("clientConfig.service %s/%s path %v, want Torii's namespace and /validate/ingress", ref.Namespace, ref.Name, ref.Path)
+	}
+	var svc *corev1.Service
+	for _, s := range in.services {
+		if s.Namespace == ref.Namespace && s.Name == ref.Name {
+			svc = s
+		}
+	}
+	if svc == nil {
+		t.Fatalf("%s: webhook Service %s/%s not defined", in.file, ref.Namespace, ref.Name)
+	}
+	if svc.Spec.Type != corev1.ServiceTypeClusterIP || !selects(svc.Spec.Selector, d.Spec.Template.Labels) {
+		errorf("Service %s: type %s, selector %v: want a ClusterIP selecting Torii's pods", svc.Name, svc.Spec.Type, svc.Spec.Selector)
+	}
+	if ref.Port == nil || len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != *ref.Port || svc.Spec.Ports[0].TargetPort != intstr.FromString("webhook") {
+		errorf("Service %s ports %v: want one port, the configuration's, to the container port named webhook", svc.Name, svc.Spec.Ports)
+	}
+	if wh.port != "9443" {
+		errorf("--webhook-addr port %q, want the webhook container port 9443", wh.port)
+	}
+	if wh.bootstrap {
+		switch {
+		case wh.secret == "":
+			errorf("--webhook-cert-secret must name a Secret in Torii's namespace %s", d.Namespace)
+		case wh.config != vwc.Name:
+			errorf("--webhook-config-name=%s, configuration %s", wh.config, vwc.Name)
+		case wh.service != svc.Name:
+			errorf("--webhook-service=%s, Service %s: the certificate would not cover it", wh.service, svc.Name)
+		}
+		if *w.FailurePolicy != admissionregistrationv1.Fail {
+			errorf("failurePolicy %s, want Fail by default", *w.FailurePolicy)
+		}
+		if *w.TimeoutSeconds != 5 {
+			errorf("timeoutSeconds %d, want 5 by default", *w.TimeoutSeconds)
+		}
+		return
+	}
+	// Certificate files: from a read-only Secret volume.
+	c := d.Spec.Template.Spec.Containers[0]
+	flags := parseFlags(c.Args)
+	for _, f := range []string{"webhook-cert-file", "webhook-key-file"} {
+		mounted := slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool {
+			return m.ReadOnly && strings.HasPrefix(flags[f], strings.TrimSuffix(m.MountPath, "/")+"/")
+		})
+		if !mounted {
+			errorf("--%s=%s is not on a read-only mount", f, flags[f])
+		}
+	}
 }

@@ -9,7 +9,10 @@
 # deploy/testdata/chart-default.yaml is the chart with its default values,
 # release "torii" in namespace "torii-system"; deploy/deploy_test.go checks it
 # is equivalent to deploy/torii.yaml. chart-watch-namespaces.yaml renders
-# deploy/testdata/values-watch-namespaces.yaml (namespaced RBAC).
+# deploy/testdata/values-watch-namespaces.yaml (namespaced RBAC), and
+# chart-webhook-cert-manager.yaml values-webhook-cert-manager.yaml (the
+# webhook with a certificate managed elsewhere), and chart-dedicated.yaml
+# values-dedicated.yaml (dedicated mode: its RBAC and flags).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +28,8 @@ render() { helm template torii "$chart" --namespace torii-system --kube-version 
 renderings=(
 	"deploy/testdata/chart-default.yaml|"
 	"deploy/testdata/chart-watch-namespaces.yaml|--values deploy/testdata/values-watch-namespaces.yaml"
+	"deploy/testdata/chart-webhook-cert-manager.yaml|--values deploy/testdata/values-webhook-cert-manager.yaml"
+	"deploy/testdata/chart-dedicated.yaml|--values deploy/testdata/values-dedicated.yaml"
 )
 
 case "${1:-}" in
@@ -32,6 +37,8 @@ case "${1:-}" in
 	mode=$1
 	helm lint --strict --kube-version "$KUBE_VERSION" "$chart"
 	helm lint --strict --kube-version "$KUBE_VERSION" "$chart" --values deploy/testdata/values-watch-namespaces.yaml
+	helm lint --strict --kube-version "$KUBE_VERSION" "$chart" --values deploy/testdata/values-webhook-cert-manager.yaml
+	helm lint --strict --kube-version "$KUBE_VERSION" "$chart" --values deploy/testdata/values-dedicated.yaml
 	stale=0
 	for r in "${renderings[@]}"; do
 		out=${r%%|*}

@@ -27,6 +27,13 @@ func serveFlags(fs *flag.FlagSet) func(stderr io.Writer) (server.Config, error) 
 	fs.StringVar(&cfg.Kube.ElectionID, "election-id", "torii-leader", "name of the Lease electing the replica that writes status and events")
 	fs.StringVar(&cfg.Kube.ElectionNamespace, "election-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the election Lease (default: $POD_NAMESPACE, else default)")
 	fs.BoolVar(&cfg.Kube.UpdateStatusOnShutdown, "update-status-on-shutdown", true, "the last replica to stop clears the Ingress status it published")
+	apiQPS := fs.Float64("kube-api-qps", 50, "sustained requests per second to the API server (status writes, Events, Lease renewals)")
+	fs.IntVar(&cfg.Kube.APIBurst, "kube-api-burst", 100, "burst of requests to the API server above --kube-api-qps")
+	fs.BoolVar(&cfg.Kube.Dedicated.Enabled, "enable-dedicated", false, "dedicated mode: Ingresses of classes whose IngressClassConfig says mode Dedicated get a proxy Deployment and load balancer of their own (needs the IngressClassConfig CRD)")
+	fs.StringVar(&cfg.Kube.Dedicated.Image, "dedicated-image", "", "image of the dedicated proxies (default ghcr.io/torii-dev/torii:<this version>)")
+	fs.BoolVar(&cfg.Kube.Dedicated.PublishClusterIP, "publish-cluster-ip", false, "dedicated mode: also write the dedicated Service's ClusterIP into the Ingress status")
+	fs.Var(&stringList{&cfg.Kube.OnlyIngresses}, "only-ingress", "run as a dedicated proxy serving only Ingress <namespace>/<name> (repeatable, one namespace; set by the controller in dedicated mode)")
+	fs.StringVar(&cfg.Kube.OnlyIngressClass, "only-ingress-class", "", "with --only-ingress: the IngressClass of those Ingresses")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", ":8080", "plain HTTP listener address (empty disables)")
 	fs.StringVar(&cfg.HTTPSAddr, "https-addr", ":8443", "HTTPS listener address (empty disables)")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", ":10254", "admin listener address: /healthz, /readyz, /metrics, /debug/routes (empty disables)")
@@ -50,6 +57,16 @@ func serveFlags(fs *flag.FlagSet) func(stderr io.Writer) (server.Config, error) 
 	fs.DurationVar(&cfg.ShutdownGracePeriod, "shutdown-grace-period", 5*time.Second, "on SIGTERM, how long readiness is false before listeners stop accepting")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 20*time.Second, "on shutdown, how long in-flight requests may take to finish")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve net/http/pprof on the admin listener")
+	fs.BoolVar(&cfg.HTTP1FastPath, "http1-fast-path", false, "serve HTTP/1.1 requests with Torii's own HTTP/1 fast path instead of net/http (experimental; unusual requests still go to net/http)")
+	fs.StringVar(&cfg.Webhook.Addr, "webhook-addr", "", "HTTPS address of the validating admission webhook for Ingresses, POST /validate/ingress (empty disables)")
+	fs.StringVar(&cfg.Webhook.CertSecret, "webhook-cert-secret", "", "TLS Secret <namespace>/<name> in which Torii generates and renews the webhook's certificate and CA (Kubernetes mode)")
+	fs.StringVar(&cfg.Webhook.ConfigName, "webhook-config-name", "", "ValidatingWebhookConfiguration whose webhooks get the generated CA as caBundle (with --webhook-cert-secret)")
+	fs.StringVar(&cfg.Webhook.Service, "webhook-service", "", "the webhook's Service, in the Secret's namespace; the certificate covers <service>.<namespace>.svc (default: the Secret's name without a trailing -cert)")
+	fs.Var(&stringList{&cfg.Webhook.Hosts}, "webhook-cert-host", "further DNS name or IP address for the generated certificate (repeatable), e.g. 127.0.0.1 for a webhook called by URL")
+	fs.StringVar(&cfg.Webhook.CertFile, "webhook-cert-file", "", "webhook serving certificate (PEM), e.g. from cert-manager; re-read when it changes")
+	fs.StringVar(&cfg.Webhook.KeyFile, "webhook-key-file", "", "webhook serving key (PEM), with --webhook-cert-file")
+	fs.DurationVar(&cfg.Webhook.Timeout, "webhook-timeout", 4*time.Second, "longest time one admission review may take (503 after it); keep it below the ValidatingWebhookConfiguration's timeoutSeconds")
+	fs.IntVar(&cfg.Webhook.MaxConcurrent, "webhook-max-concurrent", 4, "admission reviews judged at once; request bodies held are bounded to this many times 9 MiB")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	return func(stderr io.Writer) (server.Config, error) {
@@ -59,6 +76,11 @@ func serveFlags(fs *flag.FlagSet) func(stderr io.Writer) (server.Config, error) 
 		}
 		cfg.Logger = log
 		cfg.Version = version
+		if *apiQPS <= 0 || *apiQPS > 10000 || cfg.Kube.APIBurst <= 0 || cfg.Kube.APIBurst > 100000 {
+			return cfg, fmt.Errorf("--kube-api-qps must be in (0, 10000] and --kube-api-burst in [1, 100000]")
+		}
+		cfg.Kube.APIQPS = float32(*apiQPS) // client-go wants a float32
+
 		// The downward API names the pod (see deploy/torii.yaml).
 		cfg.Kube.PodName = os.Getenv("POD_NAME")
 		cfg.Kube.PodNamespace = os.Getenv("POD_NAMESPACE")
@@ -127,7 +149,8 @@ func serve(ctx context.Context, cfg server.Config) error {
 		return err
 	}
 	cfg.Logger.Info("torii serving", "version", version, "manifests", cfg.ManifestDir,
-		"http", addrString(srv.HTTPAddr()), "https", addrString(srv.HTTPSAddr()), "admin", addrString(srv.AdminAddr()))
+		"http", addrString(srv.HTTPAddr()), "https", addrString(srv.HTTPSAddr()), "admin", addrString(srv.AdminAddr()),
+		"webhook", addrString(srv.WebhookAddr()))
 	return srv.Run(ctx)
 }
 

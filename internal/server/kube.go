@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -46,7 +47,27 @@ type KubeConfig struct {
 	// LeaseDuration, RenewDeadline and RetryPeriod tune the election;
 	// zero takes client-go's usual 15s/10s/2s.
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// APIQPS and APIBurst bound the requests to the API server (status
+	// writes, Events, Lease renewals, informer lists share them); zero
+	// means 50 and 100. client-go's own default, 5 and 10, would take 200 s
+	// to publish the status of 1000 Ingresses.
+	APIQPS   float32
+	APIBurst int
+	// Dedicated configures dedicated mode.
+	Dedicated DedicatedConfig
+	// OnlyIngresses ("namespace/name", all in one namespace) make this
+	// process a dedicated proxy that serves just those Ingresses, which
+	// belong to OnlyIngressClass. Such a process neither elects nor writes
+	// status or Events: the controller does.
+	OnlyIngresses    []string
+	OnlyIngressClass string
 }
+
+// Defaults of KubeConfig.APIQPS and APIBurst.
+const (
+	defaultAPIQPS   = 50
+	defaultAPIBurst = 100
+)
 
 // kubeMode feeds the controller from the Kubernetes API and, on the elected
 // leader, writes Ingress status and Events.
@@ -57,9 +78,10 @@ type kubeMode struct {
 	client  kubernetes.Interface
 	source  *kube.Source
 	addrSrc *status.AddressSource // nil: no status address source
-	writer  *status.Writer
+	writer  *status.Writer        // nil, like elector and events, in a dedicated proxy
 	elector *status.Elector
 	events  *status.EventSink
+	ded     *dedicatedMode // nil unless dedicated mode is enabled
 
 	kick chan struct{} // wakes the leader's status loop; buffered 1
 
@@ -88,16 +110,36 @@ func newKubeMode(s *Server, cfg KubeConfig) (*kubeMode, error) {
 	// which only matters for tests running several servers in a process.
 	klog.SetSlogLogger(s.log)
 	rc.UserAgent = "torii/" + s.cfg.Version
+	rc.QPS, rc.Burst = cmp.Or(cfg.APIQPS, defaultAPIQPS), cmp.Or(cfg.APIBurst, defaultAPIBurst)
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, err
 	}
 	k := &kubeMode{s: s, cfg: cfg, log: s.log, client: client, kick: make(chan struct{}, 1)}
-	if k.source, err = kube.New(kube.Config{
+	if len(cfg.OnlyIngresses) > 0 || cfg.OnlyIngressClass != "" {
+		// A dedicated proxy: the source alone.
+		only, err := onlyConfig(cfg.OnlyIngresses, cfg.OnlyIngressClass, s.cfg.Translate.ControllerName)
+		if err != nil {
+			return nil, err
+		}
+		if k.source, err = kube.New(kube.Config{Client: client, Namespaces: cfg.WatchNamespaces, Logger: s.log, Only: only}); err != nil {
+			return nil, err
+		}
+		s.metrics.RegisterKube(k.stats)
+		return k, nil
+	}
+	srcCfg := kube.Config{
 		Client: client, Namespaces: cfg.WatchNamespaces, Logger: s.log,
 		// A status someone else changed is repaired by the next sync.
 		OnIngressStatus: k.wake,
-	}); err != nil {
+	}
+	if cfg.Dedicated.Enabled {
+		if k.ded, err = newDedicatedMode(k, rc); err != nil {
+			return nil, err
+		}
+		srcCfg.Extra = append(srcCfg.Extra, k.ded.extra())
+	}
+	if k.source, err = kube.New(srcCfg); err != nil {
 		return nil, err
 	}
 	k.addrSrc, err = status.NewAddressSource(status.AddressConfig{
@@ -133,9 +175,13 @@ func newKubeMode(s *Server, cfg KubeConfig) (*kubeMode, error) {
 
 // stats gathers the Kubernetes-mode counters for a metrics scrape.
 func (k *kubeMode) stats() metrics.KubeStats {
-	src, w := k.source.Stats(), k.writer.Stats()
+	src := k.source.Stats()
+	var w status.WriterStats
+	if k.writer != nil {
+		w = k.writer.Stats()
+	}
 	return metrics.KubeStats{
-		Leader: k.elector.IsLeader(),
+		Leader: k.elector != nil && k.elector.IsLeader(),
 		Events: src.Events, Unchanged: src.Unchanged, WatchErrors: src.WatchErrors,
 		Rebuilds: src.Rebuilds, EndpointUpdates: src.EndpointsCalls,
 		StatusUpdates: w.Writes, StatusConflicts: w.Conflicts,
@@ -146,7 +192,7 @@ func (k *kubeMode) stats() metrics.KubeStats {
 // status and Events up to date.
 func (k *kubeMode) run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	goRun := func(name string, fn func() error) {
 		wg.Add(1)
 		go func() {
@@ -159,16 +205,26 @@ func (k *kubeMode) run(ctx context.Context) error {
 	if k.addrSrc != nil {
 		goRun("status addresses", func() error { return k.addrSrc.Run(ctx, k.setAddresses) })
 	}
-	goRun("leader election", func() error { return k.elector.Run(ctx, k.lead, func() {}) })
+	if k.elector != nil {
+		goRun("leader election", func() error { return k.elector.Run(ctx, k.lead, func() {}) })
+	}
+	if k.ded != nil {
+		goRun("dedicated mode", func() error { return k.ded.rec.Run(ctx) })
+	}
 	goRun("kubernetes source", func() error { return k.source.Run(ctx, k) })
 	wg.Wait()
-	k.events.Shutdown()
+	if k.events != nil {
+		k.events.Shutdown()
+	}
 	close(errc)
 	return <-errc
 }
 
 // Rebuild implements kube.Handler: a new view of the cluster.
 func (k *kubeMode) Rebuild(view *store.Objects, _ uint64) {
+	if k.ded != nil {
+		view = k.ded.rebuild(view) // without the Ingresses of Dedicated classes
+	}
 	k.s.applyObjects(view)
 	k.wake()
 }
@@ -240,6 +296,13 @@ func (k *kubeMode) wake() {
 // change brings status and Events up to date.
 func (k *kubeMode) lead(ctx context.Context) {
 	k.log.Info("elected leader: writing Ingress status and events", "identity", k.elector.Identity())
+	if k.ded != nil {
+		// The dedicated proxies are reconciled on a loop of their own, so
+		// a slow API write there never delays a status update.
+		done := make(chan struct{})
+		go func() { defer close(done); k.ded.rec.Lead(ctx) }()
+		defer func() { <-done }()
+	}
 	k.wake()
 	for {
 		select {
@@ -262,12 +325,25 @@ func (k *kubeMode) syncStatus(ctx context.Context) {
 		return
 	}
 	owned, others := k.split(res.Owned)
-	k.events.Emit(k.problems(res.Problems, owned))
+	problems := k.problems(res.Problems, owned)
+	var targets []status.Target // dedicated Ingresses: their own addresses
+	if k.ded != nil {
+		var more []status.Problem
+		targets, others, more = k.ded.status(others)
+		problems = append(problems, more...)
+	}
+	k.events.Emit(problems)
 	addrs, known := k.addresses()
 	if k.addrSrc == nil || !known {
-		return // never publish before the addresses are known
+		if len(targets) == 0 {
+			return // never publish before the addresses are known
+		}
+		owned, others, addrs = nil, nil, nil // the dedicated targets only
 	}
-	if err := k.writer.Sync(ctx, owned, others, addrs); err != nil && ctx.Err() == nil {
+	for _, ing := range owned {
+		targets = append(targets, status.Target{Ingress: ing, Addresses: addrs})
+	}
+	if err := k.writer.SyncTargets(ctx, targets, others, addrs); err != nil && ctx.Err() == nil {
 		k.log.Debug("status sync incomplete", "error", err)
 	}
 }
@@ -320,7 +396,7 @@ func (k *kubeMode) problems(ps []translate.Problem, owned []*networkingv1.Ingres
 // status it published, as ingress-nginx did, while it still leads.
 func (k *kubeMode) shutdown(ctx context.Context) {
 	k.stopping.Store(true)
-	if !k.cfg.UpdateStatusOnShutdown || k.addrSrc == nil || !k.elector.IsLeader() {
+	if !k.cfg.UpdateStatusOnShutdown || k.addrSrc == nil || k.elector == nil || !k.elector.IsLeader() {
 		return
 	}
 	last := true

@@ -15,6 +15,7 @@ import (
 	"github.com/torii-dev/torii/internal/controller"
 	"github.com/torii-dev/torii/internal/dataplane"
 	"github.com/torii-dev/torii/internal/dataplane/certstore"
+	"github.com/torii-dev/torii/internal/dataplane/fastpath"
 	"github.com/torii-dev/torii/internal/dataplane/listener"
 	"github.com/torii-dev/torii/internal/dataplane/proxy"
 	"github.com/torii-dev/torii/internal/metrics"
@@ -36,6 +37,8 @@ type Config struct {
 	HTTPAddr, HTTPSAddr, AdminAddr string
 
 	Translate translate.Config
+	// Webhook configures the validating admission webhook.
+	Webhook WebhookConfig
 	// DefaultSSLCertificate names a TLS Secret "<namespace>/<name>" served
 	// when no certificate matches; a self-signed one is generated otherwise.
 	DefaultSSLCertificate string
@@ -53,6 +56,11 @@ type Config struct {
 
 	Pprof  bool
 	Logger *slog.Logger
+
+	// HTTP1FastPath serves HTTP/1 requests with the fast path (package
+	// fastpath) instead of net/http, which keeps what the fast path does
+	// not handle. Off by default.
+	HTTP1FastPath bool
 }
 
 // Server is a running Torii process.
@@ -66,6 +74,14 @@ type Server struct {
 	kube      *kubeMode   // Kubernetes mode
 	listeners *listener.Server
 	admin     *admin.Server
+	webhook   *webhookParts // nil when disabled
+
+	// lastObjects is the last view of the manifest source, which the
+	// webhook judges against in directory mode.
+	lastObjects atomic.Pointer[store.Objects]
+
+	// fast is the HTTP/1 fast path, nil unless Config.HTTP1FastPath.
+	fast *fastpath.Server
 
 	stopping     atomic.Bool
 	sourceMu     sync.Mutex
@@ -104,6 +120,9 @@ func New(cfg Config) (*Server, error) {
 	} else if s.kube, err = newKubeMode(s, cfg.Kube); err != nil {
 		return nil, err
 	}
+	if s.webhook, err = s.newWebhook(cfg.Webhook); err != nil {
+		return nil, err
+	}
 
 	if s.listeners, err = listener.New(listener.Config{
 		HTTPAddr:          cfg.HTTPAddr,
@@ -119,7 +138,9 @@ func New(cfg Config) (*Server, error) {
 		// Refusals are rare (attacks, broken clients), so the label lookup
 		// is no hot-path cost.
 		OnReject: func(reason string) { s.metrics.RejectedRequests.WithLabelValues(reason).Inc() },
+		FastPath: s.newFastPath(),
 	}); err != nil {
+		s.closeWebhook()
 		return nil, err
 	}
 	if cfg.AdminAddr == "" {
@@ -137,9 +158,17 @@ func New(cfg Config) (*Server, error) {
 		canceled, cancel := context.WithCancel(context.Background())
 		cancel()
 		_ = s.listeners.Serve(canceled)
+		s.closeWebhook()
 		return nil, err
 	}
 	return s, nil
+}
+
+// closeWebhook releases the webhook listener of a server that will not run.
+func (s *Server) closeWebhook() {
+	if s.webhook != nil {
+		_ = s.webhook.server.Close()
+	}
 }
 
 // HTTPAddr is the plain HTTP listener's address (nil when disabled).
@@ -156,16 +185,19 @@ func (s *Server) AdminAddr() net.Addr {
 	return s.admin.Addr()
 }
 
-// Ready reports whether a snapshot is live and the server is not stopping.
-func (s *Server) Ready() bool { return s.ctrl.Ready() && !s.stopping.Load() }
+// Ready reports whether a snapshot is live and the server is not stopping,
+// and, with the admission webhook enabled, whether it has a certificate to
+// serve.
+func (s *Server) Ready() bool { return s.ctrl.Ready() && !s.stopping.Load() && s.webhookReady() }
 
 // Run serves until ctx is done, then stops gracefully: readiness turns false,
 // the grace period passes (load balancers stop sending new traffic),
 // listeners stop accepting and in-flight requests drain; the manifest source
 // and the admin endpoints stop last, so health and metrics stay visible for
-// the whole drain.
+// the whole drain. The admission webhook keeps answering until the end too:
+// the API server may call it until the endpoints drop this pod.
 func (s *Server) Run(ctx context.Context) error {
-	errc := make(chan error, 3)
+	errc := make(chan error, 5)
 	start := func(name string, fn func(context.Context) error) (stop func()) {
 		runCtx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
@@ -188,6 +220,12 @@ func (s *Server) Run(ctx context.Context) error {
 		stopSource = start("kubernetes mode", s.kube.run)
 	}
 	stopListeners := start("proxy listeners", s.listeners.Serve)
+	stopWebhook := func() {}
+	if s.webhook != nil {
+		stopCerts := start("webhook certificate", s.webhook.certs.Run)
+		stopServer := start("webhook listener", s.webhook.server.Serve)
+		stopWebhook = func() { stopServer(); stopCerts() }
+	}
 
 	var err error
 	select {
@@ -208,6 +246,8 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	stopSource()
 	s.dp.Close()
+	s.closeFastPath()
+	stopWebhook()
 	stopAdmin()
 	if err == nil {
 		select {
@@ -227,6 +267,7 @@ func (s *Server) apply(u dir.Update) {
 	s.sourceMu.Lock()
 	s.sourceErrors = errs
 	s.sourceMu.Unlock()
+	s.lastObjects.Store(u.Objects)
 	s.applyObjects(u.Objects)
 }
 

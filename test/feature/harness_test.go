@@ -67,6 +67,7 @@ func start(t *testing.T, manifests map[string]string, tweak ...func(*server.Conf
 	cfg.Proxy.ResponseHeaderTimeout = 10 * time.Second
 	// TestExternalNameService points an ExternalName at localhost.
 	cfg.Proxy.AllowExternalNameLoopback = true
+	cfg = fromTestEnv(cfg)
 	for _, f := range tweak {
 		f(&cfg)
 	}
@@ -91,6 +92,16 @@ func start(t *testing.T, manifests map[string]string, tweak ...func(*server.Conf
 	tr := &torii{t: t, dir: dir, srv: srv, http: srv.HTTPAddr().String(), https: srv.HTTPSAddr().String(), admin: srv.AdminAddr().String()}
 	tr.waitReady()
 	return tr
+}
+
+// fromTestEnv applies settings the environment asks the suite to run with:
+// TORII_TEST_HTTP1_FAST_PATH=1 serves HTTP/1 with the fast path, so the
+// whole suite can be run against it.
+func fromTestEnv(cfg server.Config) server.Config {
+	if os.Getenv("TORII_TEST_HTTP1_FAST_PATH") == "1" {
+		cfg.HTTP1FastPath = true
+	}
+	return cfg
 }
 
 func writeFile(t *testing.T, dir, name, body string) {

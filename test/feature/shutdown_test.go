@@ -32,12 +32,12 @@ func TestGracefulShutdown(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, dir, "class.yaml", classYAML)
 	writeFile(t, dir, "app.yaml", serviceYAML("live", "slow", b)+"---\n"+hostIngressYAML("slow", "slow.example", "slow"))
-	srv, err := server.New(server.Config{
+	srv, err := server.New(fromTestEnv(server.Config{
 		ManifestDir: dir, HTTPAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
 		Translate:           translate.Config{ControllerName: "torii.dev/ingress-controller", IngressClass: "torii"},
 		ShutdownGracePeriod: 500 * time.Millisecond,
 		DrainTimeout:        5 * time.Second,
-	})
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}

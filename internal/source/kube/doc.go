@@ -29,6 +29,14 @@
 // modified. An informer replaces an object on update rather than changing
 // it, so an old view stays valid and unchanged.
 //
+// Two variants serve dedicated mode (docs/dedicated.md). Config.Only
+// scopes a Source to a few named Ingresses of one namespace, for the
+// per-Ingress proxies: one name-selected Ingress informer each, that
+// namespace's Services, EndpointSlices and TLS Secrets, and a fixed
+// IngressClass instead of an informer. Config.Extra adds informers the
+// Source runs and waits for, whose changes start a Rebuild (the
+// controller's IngressClassConfigs).
+//
 // When the API server is unreachable the informers keep their caches and
 // retry on their own; nothing is delivered until something really changes.
 // A relist after reconnecting that finds the same resourceVersions causes

@@ -35,15 +35,25 @@ const (
 	numKinds
 )
 
+// kindExtra is the kind of every Config.Extra informer; its events are
+// counted by Extra.Kind.
+const kindExtra = numKinds
+
 var kindNames = [numKinds]string{"IngressClass", "Ingress", "Service", "EndpointSlice", "Secret"}
 
-func (k kind) String() string { return kindNames[k] }
+func (k kind) String() string {
+	if k == kindExtra {
+		return "Extra"
+	}
+	return kindNames[k]
+}
 
 // scope holds the informers of the namespaced kinds for one watched
 // namespace, or for the whole cluster.
 type scope struct {
 	namespace string // "" for cluster-wide
-	ingresses cache.SharedIndexInformer
+	// ingresses is one informer, or with Config.Only one per name.
+	ingresses []cache.SharedIndexInformer
 	services  cache.SharedIndexInformer
 	slices    cache.SharedIndexInformer
 	secrets   cache.SharedIndexInformer
@@ -68,11 +78,25 @@ func newFactory(client kubernetes.Interface, ns string) informers.SharedInformer
 	return informers.NewSharedInformerFactoryWithOptions(client, 0, opts...)
 }
 
-// newScope creates the namespaced informers of f, whose namespace is ns.
-func newScope(f informers.SharedInformerFactory, ns string) *scope {
+// newNamedFactory returns a factory like newFactory's whose informers list
+// and watch only the objects named name (for the Ingress informers of
+// Config.Only).
+func newNamedFactory(client kubernetes.Interface, ns, name string) informers.SharedInformerFactory {
+	sel := fields.OneTermEqualSelector("metadata.name", name).String()
+	return informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(strip), informers.WithNamespace(ns),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = sel }))
+}
+
+// newScope creates the namespaced informers of f, whose namespace is ns;
+// the Ingress informer only if withIngresses (Config.Only adds its own).
+func newScope(f informers.SharedInformerFactory, ns string, withIngresses bool) *scope {
+	var ingresses []cache.SharedIndexInformer
+	if withIngresses {
+		ingresses = []cache.SharedIndexInformer{f.Networking().V1().Ingresses().Informer()}
+	}
 	return &scope{
 		namespace: ns,
-		ingresses: f.Networking().V1().Ingresses().Informer(),
+		ingresses: ingresses,
 		services:  f.Core().V1().Services().Informer(),
 		slices:    f.Discovery().V1().EndpointSlices().Informer(),
 		// The factory's own Secret informer cannot take a field selector
@@ -136,6 +160,21 @@ func (s *Source) register(inf cache.SharedIndexInformer, k kind, where string) e
 	return nil
 }
 
+// registerExtra subscribes the source to a Config.Extra informer, as
+// register does.
+func (s *Source) registerExtra(e Extra) error {
+	name := e.Kind + " informer"
+	reg, err := e.Informer.AddEventHandler(eventHandler{s: s, kind: kindExtra, extra: e.Kind})
+	if err != nil {
+		return fmt.Errorf("%s: add event handler: %w", name, err)
+	}
+	if err := e.Informer.SetWatchErrorHandlerWithContext(s.watchErrorHandler(kindExtra, e.Kind)); err != nil {
+		return fmt.Errorf("%s: set watch error handler: %w", name, err)
+	}
+	s.syncs = append(s.syncs, syncCheck{name: name, checker: reg.HasSyncedChecker()})
+	return nil
+}
+
 // syncCheck is one cache the first view waits for.
 type syncCheck struct {
 	name    string
@@ -144,19 +183,24 @@ type syncCheck struct {
 
 // eventHandler forwards one informer's events to the source.
 type eventHandler struct {
-	s    *Source
-	kind kind
+	s     *Source
+	kind  kind
+	extra string // Extra.Kind when kind is kindExtra
 }
 
-func (h eventHandler) OnAdd(obj any, _ bool)       { h.s.observe(h.kind, nil, obj) }
-func (h eventHandler) OnUpdate(oldObj, newObj any) { h.s.observe(h.kind, oldObj, newObj) }
-func (h eventHandler) OnDelete(obj any)            { h.s.observe(h.kind, obj, nil) }
+func (h eventHandler) OnAdd(obj any, _ bool)       { h.s.observeAs(h.kind, h.extra, nil, obj) }
+func (h eventHandler) OnUpdate(oldObj, newObj any) { h.s.observeAs(h.kind, h.extra, oldObj, newObj) }
+func (h eventHandler) OnDelete(obj any)            { h.s.observeAs(h.kind, h.extra, obj, nil) }
 
 // observe records one informer event: the object before (nil on add) and
 // after (nil on delete). It runs on the informers' goroutines, so it only
 // takes the lock briefly and never blocks on the handler: a slow Rebuild
 // must not stall the informers.
-func (s *Source) observe(k kind, oldObj, newObj any) {
+func (s *Source) observe(k kind, oldObj, newObj any) { s.observeAs(k, "", oldObj, newObj) }
+
+// observeAs is observe for an informer of kind k; extra is the Extra.Kind
+// of a kindExtra informer.
+func (s *Source) observeAs(k kind, extra string, oldObj, newObj any) {
 	oldObj, newObj = untomb(oldObj), untomb(newObj)
 	if k == kindSecret && !isTLSSecret(oldObj) && !isTLSSecret(newObj) {
 		// The field selector keeps other Secrets out of the cache; this
@@ -191,7 +235,14 @@ func (s *Source) observe(k kind, oldObj, newObj any) {
 	now := time.Now()
 	s.mu.Lock()
 	s.seq++
-	s.counts.events[k]++
+	if k == kindExtra {
+		if s.counts.extra == nil {
+			s.counts.extra = map[string]uint64{}
+		}
+		s.counts.extra[extra]++
+	} else {
+		s.counts.events[k]++
+	}
 	switch {
 	case k != kindEndpointSlice:
 		s.pend.rebuild = true

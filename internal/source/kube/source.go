@@ -59,6 +59,31 @@ type Config struct {
 	// callback lets the status writer repair a status someone else
 	// changed. It runs on an informer goroutine and must not block.
 	OnIngressStatus func()
+	// Only, if set, scopes the source to a few Ingresses of one namespace:
+	// a dedicated proxy (--only-ingress). See Only.
+	Only *Only
+	// Extra are further informers the source runs: their changes start a
+	// Rebuild, and the first view waits for them to sync (dedicated mode's
+	// IngressClassConfigs, which decide what the shared proxies serve).
+	Extra []Extra
+}
+
+// Only scopes a Source to the named Ingresses, all in one namespace. Each
+// gets an informer of its own selected by name (a metadata.name field
+// selector, which RBAC resourceNames can authorise); Services,
+// EndpointSlices and TLS Secrets are watched in that namespace only; and
+// no IngressClass is watched (that would need cluster-wide access): Class
+// stands in for the IngressClasses in every view.
+type Only struct {
+	Ingresses []types.NamespacedName
+	Class     *networkingv1.IngressClass
+}
+
+// Extra is one further informer run by the Source.
+type Extra struct {
+	// Kind names the objects in logs and metrics.
+	Kind     string
+	Informer cache.SharedIndexInformer
 }
 
 // Handler receives the source's output. Calls are never concurrent, and
@@ -94,9 +119,12 @@ type Source struct {
 	onStatus   func()   // Config.OnIngressStatus; never nil
 
 	factories []informers.SharedInformerFactory
-	classes   cache.SharedIndexInformer
-	scopes    []*scope // one per watched namespace, or one cluster-wide
-	syncs     []syncCheck
+	classes   cache.SharedIndexInformer // nil with Config.Only
+	// fixedClasses stand in for the classes informer with Config.Only.
+	fixedClasses []*networkingv1.IngressClass
+	extra        []Extra
+	scopes       []*scope // one per watched namespace, or one cluster-wide
+	syncs        []syncCheck
 
 	started atomic.Bool
 	synced  atomic.Bool
@@ -140,6 +168,7 @@ type counts struct {
 	rebuilds      uint64
 	endpointCalls uint64
 	superseded    uint64
+	extra         map[string]uint64 // by Extra.Kind
 }
 
 // Stats are the source's counters since New, for metrics and tests.
@@ -198,27 +227,37 @@ func New(cfg Config) (*Source, error) {
 		s.log = slog.Default()
 	}
 
-	cluster := newFactory(cfg.Client, "")
-	s.factories = append(s.factories, cluster)
-	s.classes = cluster.Networking().V1().IngressClasses().Informer()
-	if err := s.register(s.classes, kindIngressClass, scopeName("")); err != nil {
-		return nil, err
-	}
-	if len(namespaces) == 0 {
-		s.scopes = []*scope{newScope(cluster, "")}
-	}
-	for _, ns := range namespaces {
-		f := newFactory(cfg.Client, ns)
-		s.factories = append(s.factories, f)
-		s.scopes = append(s.scopes, newScope(f, ns))
+	if cfg.Only != nil {
+		if err := s.scopeOnly(cfg.Client, cfg.Only); err != nil {
+			return nil, err
+		}
+	} else {
+		cluster := newFactory(cfg.Client, "")
+		s.factories = append(s.factories, cluster)
+		s.classes = cluster.Networking().V1().IngressClasses().Informer()
+		if err := s.register(s.classes, kindIngressClass, scopeName("")); err != nil {
+			return nil, err
+		}
+		if len(namespaces) == 0 {
+			s.scopes = []*scope{newScope(cluster, "", true)}
+		}
+		for _, ns := range namespaces {
+			f := newFactory(cfg.Client, ns)
+			s.factories = append(s.factories, f)
+			s.scopes = append(s.scopes, newScope(f, ns, true))
+		}
 	}
 	for _, sc := range s.scopes {
 		where := scopeName(sc.namespace)
+		for _, inf := range sc.ingresses {
+			if err := s.register(inf, kindIngress, where); err != nil {
+				return nil, err
+			}
+		}
 		for _, r := range []struct {
 			inf  cache.SharedIndexInformer
 			kind kind
 		}{
-			{sc.ingresses, kindIngress},
 			{sc.services, kindService},
 			{sc.slices, kindEndpointSlice},
 			{sc.secrets, kindSecret},
@@ -228,7 +267,51 @@ func New(cfg Config) (*Source, error) {
 			}
 		}
 	}
+	for _, e := range cfg.Extra {
+		if e.Informer == nil || e.Kind == "" {
+			return nil, errors.New("kube source: an extra informer needs a kind and an informer")
+		}
+		s.extra = append(s.extra, e)
+		if err := s.registerExtra(e); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// scopeOnly sets up the informers of Config.Only.
+func (s *Source) scopeOnly(client kubernetes.Interface, only *Only) error {
+	if len(s.namespaces) > 0 {
+		return errors.New("kube source: Only and Namespaces are exclusive")
+	}
+	if len(only.Ingresses) == 0 || only.Class == nil || only.Class.Name == "" {
+		return errors.New("kube source: Only needs Ingresses and a Class")
+	}
+	ns := only.Ingresses[0].Namespace
+	if _, err := cleanNamespaces([]string{ns}); err != nil {
+		return err
+	}
+	s.namespaces = []string{ns}
+	f := newFactory(client, ns)
+	s.factories = append(s.factories, f)
+	sc := newScope(f, ns, false)
+	seen := map[string]bool{}
+	for _, ing := range only.Ingresses {
+		if ing.Namespace != ns {
+			return fmt.Errorf("kube source: Only: Ingresses %s/%s and %s/%s are in different namespaces",
+				ns, only.Ingresses[0].Name, ing.Namespace, ing.Name)
+		}
+		if ing.Name == "" || seen[ing.Name] {
+			continue
+		}
+		seen[ing.Name] = true
+		fi := newNamedFactory(client, ns, ing.Name)
+		s.factories = append(s.factories, fi)
+		sc.ingresses = append(sc.ingresses, fi.Networking().V1().Ingresses().Informer())
+	}
+	s.scopes = []*scope{sc}
+	s.fixedClasses = []*networkingv1.IngressClass{only.Class.DeepCopy()}
+	return nil
 }
 
 // cleanNamespaces validates, sorts and de-duplicates the watched
@@ -264,6 +347,7 @@ func (s *Source) Run(ctx context.Context, h Handler) error {
 		return errors.New("kube source: Run was already called; informers cannot be restarted")
 	}
 	ictx, stop := context.WithCancel(ctx)
+	var extras sync.WaitGroup
 	defer func() {
 		stop()
 		// Shutdown waits for the informers' goroutines, so none of them
@@ -271,10 +355,14 @@ func (s *Source) Run(ctx context.Context, h Handler) error {
 		for _, f := range s.factories {
 			f.Shutdown()
 		}
+		extras.Wait()
 	}()
 	t0 := time.Now()
 	for _, f := range s.factories {
 		f.StartWithContext(ictx)
+	}
+	for _, e := range s.extra {
+		extras.Go(func() { e.Informer.RunWithContext(ictx) })
 	}
 	if !s.waitForSync(ictx, t0) {
 		return nil
@@ -420,7 +508,9 @@ func (s *Source) View() *store.Objects { return s.view() }
 func (s *Source) Ingresses() []*networkingv1.Ingress {
 	var out []*networkingv1.Ingress
 	for _, sc := range s.scopes {
-		out = appendCached[*networkingv1.Ingress](out, sc.ingresses)
+		for _, inf := range sc.ingresses {
+			out = appendCached[*networkingv1.Ingress](out, inf)
+		}
 	}
 	sortByName(out)
 	return out
@@ -441,6 +531,9 @@ func (s *Source) Stats() Stats {
 	}
 	for k := range numKinds {
 		st.Events[k.String()] = s.counts.events[k]
+	}
+	for _, e := range s.extra {
+		st.Events[e.Kind] = s.counts.extra[e.Kind]
 	}
 	return st
 }

@@ -18,11 +18,16 @@ import (
 // the informers' map order. The objects are the cached pointers: listing
 // copies only the slices, which keeps a view of thousands of objects cheap.
 func (s *Source) view() *store.Objects {
-	v := &store.Objects{
-		IngressClasses: appendCached[*networkingv1.IngressClass](nil, s.classes),
+	v := &store.Objects{}
+	if s.classes != nil {
+		v.IngressClasses = appendCached[*networkingv1.IngressClass](nil, s.classes)
+	} else {
+		v.IngressClasses = slices.Clone(s.fixedClasses)
 	}
 	for _, sc := range s.scopes {
-		v.Ingresses = appendCached[*networkingv1.Ingress](v.Ingresses, sc.ingresses)
+		for _, inf := range sc.ingresses {
+			v.Ingresses = appendCached[*networkingv1.Ingress](v.Ingresses, inf)
+		}
 		v.Services = appendCached[*corev1.Service](v.Services, sc.services)
 		v.EndpointSlices = appendCached[*discoveryv1.EndpointSlice](v.EndpointSlices, sc.slices)
 		v.Secrets = appendCached[*corev1.Secret](v.Secrets, sc.secrets)

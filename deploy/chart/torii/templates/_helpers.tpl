@@ -91,3 +91,17 @@ comments in deploy/torii.yaml in step.
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end -}}
+
+{{/* The admission webhook's Service, and its certificate Secret. */}}
+{{- define "torii.webhookService" -}}
+{{- printf "%s-webhook" (include "torii.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "torii.webhookSecret" -}}
+{{- default (printf "%s-webhook-cert" (include "torii.fullname" .)) .Values.webhook.certificate.secretName -}}
+{{- end -}}
+
+{{/* Whether Torii makes the webhook certificate itself. */}}
+{{- define "torii.webhookBootstrap" -}}
+{{- if and .Values.webhook.enabled (not .Values.webhook.certificate.existingSecret) -}}true{{- end -}}
+{{- end -}}
