@@ -11,10 +11,12 @@ import (
 	"strings"
 	"testing"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
@@ -91,12 +93,18 @@ func dedGrants(rules []rbacv1.PolicyRule) map[string][]string {
 func TestDedicatedManifests(t *testing.T) {
 	var roles []*rbacv1.ClusterRole
 	var bindings []*rbacv1.ClusterRoleBinding
+	var policies []*admissionregistrationv1.ValidatingAdmissionPolicy
+	var policyBindings []*admissionregistrationv1.ValidatingAdmissionPolicyBinding
 	for _, o := range dedLoad(t, dedFile) {
 		switch o := o.(type) {
 		case *rbacv1.ClusterRole:
 			roles = append(roles, o)
 		case *rbacv1.ClusterRoleBinding:
 			bindings = append(bindings, o)
+		case *admissionregistrationv1.ValidatingAdmissionPolicy:
+			policies = append(policies, o)
+		case *admissionregistrationv1.ValidatingAdmissionPolicyBinding:
+			policyBindings = append(policyBindings, o)
 		default:
 			t.Fatalf("%s: unexpected %T", dedFile, o)
 		}
@@ -105,6 +113,10 @@ func TestDedicatedManifests(t *testing.T) {
 		t.Fatalf("%s: want one ClusterRole and one ClusterRoleBinding", dedFile)
 	}
 	dedCheckRules(t, dedFile, roles[0], bindings[0])
+	if len(policies) != 1 || len(policyBindings) != 1 {
+		t.Fatalf("%s: want one ValidatingAdmissionPolicy and one ValidatingAdmissionPolicyBinding", dedFile)
+	}
+	dedCheckPolicy(t, dedFile, policies[0], policyBindings[0], "system:serviceaccount:torii-system:torii")
 
 	// The controller's own ClusterRole (torii.yaml) covers the proxies'.
 	var torii *rbacv1.ClusterRole
@@ -138,6 +150,64 @@ func dedCheckRules(t *testing.T, file string, role *rbacv1.ClusterRole, binding 
 	}
 	if binding.RoleRef.Kind != "ClusterRole" || binding.RoleRef.Name != role.Name {
 		t.Errorf("%s: ClusterRoleBinding %s binds %s %s", file, binding.Name, binding.RoleRef.Kind, binding.RoleRef.Name)
+	}
+}
+
+// dedCheckPolicy checks the ValidatingAdmissionPolicy that confines the
+// controller's writes: bound with Deny, failing closed, matching the
+// controller's service account only, and covering every kind
+// dedicated.ControllerRules lets it create, patch or delete, on CREATE,
+// UPDATE and DELETE.
+func dedCheckPolicy(t *testing.T, file string, p *admissionregistrationv1.ValidatingAdmissionPolicy, b *admissionregistrationv1.ValidatingAdmissionPolicyBinding, username string) {
+	t.Helper()
+	if b.Spec.PolicyName != p.Name {
+		t.Errorf("%s: ValidatingAdmissionPolicyBinding %s binds policy %q, not %q", file, b.Name, b.Spec.PolicyName, p.Name)
+	}
+	if !slices.Equal(b.Spec.ValidationActions, []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}) {
+		t.Errorf("%s: validationActions %v, want [Deny]", file, b.Spec.ValidationActions)
+	}
+	if b.Spec.ParamRef != nil || b.Spec.MatchResources != nil {
+		t.Errorf("%s: the binding narrows the policy (paramRef or matchResources)", file)
+	}
+	if p.Spec.FailurePolicy == nil || *p.Spec.FailurePolicy != admissionregistrationv1.Fail {
+		t.Errorf("%s: failurePolicy %v, want Fail", file, p.Spec.FailurePolicy)
+	}
+	want := "request.userInfo.username == '" + username + "'"
+	if mc := p.Spec.MatchConditions; len(mc) != 1 || mc[0].Expression != want {
+		t.Errorf("%s: matchConditions %+v, want the one expression %s", file, mc, want)
+	}
+	mc := p.Spec.MatchConstraints
+	if mc == nil || mc.NamespaceSelector != nil || mc.ObjectSelector != nil || len(mc.ExcludeResourceRules) > 0 {
+		t.Fatalf("%s: matchConstraints %+v: want resourceRules only", file, mc)
+	}
+	covered := map[string]bool{}
+	for _, r := range mc.ResourceRules {
+		ops := slices.Sorted(slices.Values(r.Operations))
+		if !slices.Equal(ops, []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Delete, admissionregistrationv1.Update}) {
+			t.Errorf("%s: rule %+v: operations %v, want CREATE, UPDATE, DELETE", file, r, r.Operations)
+		}
+		if !slices.Equal(r.APIVersions, []string{"*"}) || r.Scope != nil && *r.Scope != admissionregistrationv1.AllScopes {
+			t.Errorf("%s: rule %+v: want apiVersions [*] and any scope", file, r)
+		}
+		for _, g := range r.APIGroups {
+			for _, res := range r.Resources {
+				covered[g+"/"+res] = true
+			}
+		}
+	}
+	for k, verbs := range dedGrants(dedicated.ControllerRules()) {
+		if slices.ContainsFunc(verbs, func(v string) bool { return v == "create" || v == "patch" || v == "update" || v == "delete" }) &&
+			!strings.HasSuffix(k, "/finalizers") && !covered[k] {
+			t.Errorf("%s: the policy does not cover %s, which the controller may write", file, k)
+		}
+	}
+	if len(p.Spec.Validations) == 0 {
+		t.Fatalf("%s: no validations", file)
+	}
+	for _, v := range p.Spec.Validations {
+		if v.Message == "" {
+			t.Errorf("%s: validation %q has no message", file, v.Expression)
+		}
 	}
 }
 
@@ -203,6 +273,8 @@ func TestChartDedicated(t *testing.T) {
 	const rendering = "testdata/chart-dedicated.yaml"
 	var dedRole, torii *rbacv1.ClusterRole
 	var dedBinding *rbacv1.ClusterRoleBinding
+	var policy *admissionregistrationv1.ValidatingAdmissionPolicy
+	var policyBinding *admissionregistrationv1.ValidatingAdmissionPolicyBinding
 	var args []string
 	for _, o := range dedLoad(t, rendering) {
 		switch o := o.(type) {
@@ -216,8 +288,22 @@ func TestChartDedicated(t *testing.T) {
 			if strings.HasSuffix(o.Name, "-dedicated") {
 				dedBinding = o
 			}
+		case *admissionregistrationv1.ValidatingAdmissionPolicy:
+			policy = o
+		case *admissionregistrationv1.ValidatingAdmissionPolicyBinding:
+			policyBinding = o
 		case *appsv1.Deployment:
 			args = o.Spec.Template.Spec.Containers[0].Args
+		}
+	}
+	if policy == nil || policyBinding == nil {
+		t.Fatalf("%s: no ValidatingAdmissionPolicy/Binding", rendering)
+	}
+	dedCheckPolicy(t, rendering, policy, policyBinding, "system:serviceaccount:"+dedNamespace+":torii")
+	// The same policy as deploy/dedicated.yaml.
+	for _, o := range dedLoad(t, dedFile) {
+		if p, ok := o.(*admissionregistrationv1.ValidatingAdmissionPolicy); ok && !equality.Semantic.DeepEqual(p.Spec, policy.Spec) {
+			t.Errorf("%s and %s: the ValidatingAdmissionPolicy specs differ", dedFile, rendering)
 		}
 	}
 	if dedRole == nil || dedBinding == nil || torii == nil {
