@@ -37,17 +37,22 @@ type Plan struct {
 	// Units are sorted by namespace and name.
 	Units []*Unit
 	// Claimed are the Ingresses the shared proxies must leave alone: every
-	// Ingress of a Dedicated class, and of a class whose
-	// IngressClassConfig is missing or invalid (served by no one until it
+	// Ingress of a Dedicated class, and of a class whose parameters or
+	// IngressClassConfig are missing or invalid (served by no one until it
 	// is fixed, rather than exposed on the shared load balancer).
 	Claimed map[types.NamespacedName]bool
 	// Held are the units (namespace and child name) of the Ingresses whose
-	// IngressClassConfig is missing or invalid: their children are kept
-	// (not updated, not deleted), so that a mistake in the configuration
-	// does not cost a load balancer its address.
+	// class cannot be resolved right now: the IngressClass they name is
+	// missing, its spec.parameters are not a valid IngressClassConfig
+	// reference, or the IngressClassConfig is missing or invalid. Their
+	// children are kept (not updated, not deleted), so that a mistake in
+	// the configuration does not cost a load balancer its address.
 	Held map[types.NamespacedName]bool
 	// Problems are Warnings about Ingresses whose class cannot be used.
 	Problems []status.Problem
+	// heldQuiet are Warnings about held units that are due only when the
+	// unit has children (Reconciler.Plan adds those to Problems).
+	heldQuiet []heldWarning
 }
 
 // Configs are the IngressClassConfigs by name: the valid ones, and the
@@ -80,17 +85,31 @@ func BuildPlan(cfg translate.Config, view *store.Objects, configs Configs) *Plan
 		if ing == nil {
 			continue
 		}
+		key := types.NamespacedName{Namespace: ing.Namespace, Name: ing.Name}
 		className, owned := owners.Owner(ing)
+		if named := namedClass(ing); named != "" && classes[named] == nil {
+			// The class it names is missing (deleted, being recreated):
+			// whose it is cannot be told, so its children, if any, are
+			// kept. Warned only when there are some (see heldQuiet).
+			p.holdQuiet(ing, named, "IngressClassNotFound", fmt.Sprintf(
+				"IngressClass %q does not exist; the dedicated load balancer of this Ingress, if any, is kept until the class exists again or the Ingress is deleted", named))
+			continue
+		}
 		if !owned || className == "" {
 			continue
 		}
 		params := classes[className].Spec.Parameters
-		if !IsConfigRef(params) {
-			continue
+		if params == nil {
+			continue // no parameters: Shared
 		}
-		key := types.NamespacedName{Namespace: ing.Namespace, Name: ing.Name}
 		var conf *toriiv1alpha1.IngressClassConfig
 		switch {
+		case !IsConfigRef(params):
+			// A typo in apiGroup or kind: Torii knows no other parameters,
+			// so this is a broken reference, held like a missing config.
+			p.warn(ing, "InvalidIngressClassParameters", fmt.Sprintf(
+				"IngressClass %q: spec.parameters names %s %q of API group %q; Torii reads only IngressClassConfig of API group %s. The Ingress is not served until the class is fixed",
+				className, params.Kind, params.Name, deref(params.APIGroup), toriiv1alpha1.Group))
 		case params.Scope != nil && *params.Scope != networkingv1.IngressClassParametersReferenceScopeCluster:
 			p.warn(ing, "InvalidIngressClassParameters", fmt.Sprintf(
 				"IngressClass %q: spec.parameters names IngressClassConfig %q with scope %q; IngressClassConfig is cluster-scoped. The Ingress is not served until the class is fixed",
@@ -130,6 +149,37 @@ func BuildPlan(cfg translate.Config, view *store.Objects, configs Configs) *Plan
 		slices.SortFunc(u.Ingresses, func(a, b *networkingv1.Ingress) int { return cmp.Compare(a.Name, b.Name) })
 	}
 	return p
+}
+
+// namedClass is the IngressClass an Ingress names explicitly (field, else
+// the legacy annotation), or "".
+func namedClass(ing *networkingv1.Ingress) string {
+	if n := ing.Spec.IngressClassName; n != nil && *n != "" {
+		return *n
+	}
+	return ing.Annotations["kubernetes.io/ingress.class"]
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// holdQuiet holds the unit an Ingress of class would belong to, with a
+// Warning that Reconciler.Plan raises only when children exist: an
+// Ingress naming a missing class may well be another controller's.
+func (p *Plan) holdQuiet(ing *networkingv1.Ingress, class, reason, msg string) {
+	unit := types.NamespacedName{Namespace: ing.Namespace, Name: unitNameOf(ing.Namespace, ing.Name, class, ing.Annotations[AnnotationGroup])}
+	p.Held[unit] = true
+	p.heldQuiet = append(p.heldQuiet, heldWarning{unit: unit, problem: status.Problem{Object: ingressRef(ing), Reason: reason, Message: msg}})
+}
+
+// heldWarning is a Warning about a held unit, due only if it has children.
+type heldWarning struct {
+	unit    types.NamespacedName
+	problem status.Problem
 }
 
 // IsConfigRef reports whether IngressClass parameters name an

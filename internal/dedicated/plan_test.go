@@ -103,6 +103,7 @@ func TestBuildPlan(t *testing.T) {
 		c.Annotations = map[string]string{networkingv1.AnnotationIsDefaultIngressClass: "true"}
 	}
 	foreign := func(c *networkingv1.IngressClass) { c.Spec.Controller = "example.com/other" }
+	wrongKind := func(c *networkingv1.IngressClass) { c.Spec.Parameters.Kind = "IngressClassConfigs" }
 	invalid := configs(dedicatedConf)
 	invalid.Invalid["bad"] = errors.New("spec.mode \"X\": want Shared or Dedicated")
 
@@ -126,10 +127,27 @@ func TestBuildPlan(t *testing.T) {
 			configs: configs(sharedConf),
 		},
 		{
-			name:    "parameters of another API group are not ours",
+			// A typo in apiGroup must not delete the load balancer: held.
+			name:    "parameters of another API group: claimed, held, warned",
 			classes: []*networkingv1.IngressClass{class("c", "ded", other)},
 			ings:    []*networkingv1.Ingress{ingress("a", "web", "c", "")},
 			configs: configs(dedicatedConf),
+			want:    []string{"claimed a/web", "held a/" + IngressUnitName("a", "web"), "problem a/web InvalidIngressClassParameters"},
+		},
+		{
+			name:    "parameters of another kind: claimed, held, warned",
+			classes: []*networkingv1.IngressClass{class("c", "ded", wrongKind)},
+			ings:    []*networkingv1.Ingress{ingress("a", "web", "c", "g")},
+			configs: configs(dedicatedConf),
+			want:    []string{"claimed a/web", "held a/" + GroupUnitName("a", "c", "g"), "problem a/web InvalidIngressClassParameters"},
+		},
+		{
+			// Deleted or being recreated: whose it is cannot be told.
+			name:    "named class missing: held, warning deferred",
+			classes: []*networkingv1.IngressClass{class("d", "ded")},
+			ings:    []*networkingv1.Ingress{ingress("a", "web", "c", ""), ingress("a", "x", "c", "g")},
+			configs: configs(dedicatedConf),
+			want:    []string{"held a/" + GroupUnitName("a", "c", "g") + ",a/" + IngressUnitName("a", "web")},
 		},
 		{
 			name:    "another controller's class",

@@ -15,6 +15,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -98,6 +102,7 @@ type desiredUnit struct {
 // applyItem is one child and its server-side apply body.
 type applyItem struct {
 	kind *kind
+	obj  Object // the desired object data encodes
 	ns   string
 	name string
 	data []byte
@@ -201,8 +206,19 @@ func (r *Reconciler) Configs() Configs {
 }
 
 // Plan builds the plan of a view from the cached IngressClassConfigs.
+// Held units whose Ingress names a missing class get their Warning only
+// when the cache shows children of theirs.
 func (r *Reconciler) Plan(view *store.Objects) *Plan {
-	return BuildPlan(r.cfg.Translate, view, r.Configs())
+	p := BuildPlan(r.cfg.Translate, view, r.Configs())
+	for _, w := range p.heldQuiet {
+		for _, k := range r.kinds {
+			if k.get(w.unit.Namespace, w.unit.Name) != nil {
+				p.Problems = append(p.Problems, w.problem)
+				break
+			}
+		}
+	}
+	return p
 }
 
 // SetPlan hands the reconciler the plan to converge to.
@@ -361,7 +377,7 @@ func (r *Reconciler) items(u *Unit) ([]applyItem, error) {
 		}
 		sum := sha256.Sum256(data)
 		out = append(out, applyItem{
-			kind: kindOfObject(r.kinds, obj), ns: obj.GetNamespace(), name: obj.GetName(),
+			kind: kindOfObject(r.kinds, obj), obj: obj, ns: obj.GetNamespace(), name: obj.GetName(),
 			data: data, hash: hex.EncodeToString(sum[:8]),
 		})
 	}
@@ -396,9 +412,12 @@ func (r *Reconciler) apply(ctx context.Context, it applyItem) error {
 	}
 	got, err := k.patch(ctx, ns, name, data)
 	if err != nil {
-		if apierrors.IsInvalid(err) && existing != nil {
+		if apierrors.IsInvalid(err) && existing != nil && immutableChanged(existing, it.obj) {
 			// An immutable field changed (a Service's loadBalancerClass):
-			// replace the object; the next pass creates it anew.
+			// replace the object; the next pass creates it anew. Any other
+			// refusal keeps the object as it is (a mistake in the config
+			// must not cost a load balancer its address) and is retried
+			// with backoff.
 			r.log.Warn("dedicated: cannot update in place, replacing", "kind", k.name, "object", ns+"/"+name, "error", err)
 			if rmErr := r.remove(ctx, k, existing); rmErr != nil {
 				return rmErr
@@ -528,9 +547,10 @@ func stripManagedFields(obj any) (any, error) {
 }
 
 // holds reports whether the plan keeps the children named name in ns
-// although no unit wants them: they belong to an Ingress whose class's
-// IngressClassConfig is missing or invalid, and an edit mistake must not
-// cost the load balancer its address.
+// although no unit wants them: they belong to an Ingress whose class
+// cannot be resolved (class missing, parameters or IngressClassConfig
+// missing or invalid), and an edit mistake must not cost the load balancer
+// its address.
 func (p *Plan) holds(ns, name string) bool {
 	return p.Held[types.NamespacedName{Namespace: ns, Name: name}]
 }
@@ -541,4 +561,24 @@ func unitNameOf(ns, name, class, group string) string {
 		return GroupUnitName(ns, class, group)
 	}
 	return IngressUnitName(ns, name)
+}
+
+// immutableChanged reports whether desired differs from existing in a field
+// the API server refuses to update, so that only deleting and recreating
+// the object converges: a Service's loadBalancerClass, a Deployment's
+// selector, a RoleBinding's roleRef. (A PodDisruptionBudget's selector is
+// mutable in policy/v1; the Services set no clusterIP or IP families.)
+func immutableChanged(existing metav1.Object, desired Object) bool {
+	switch want := desired.(type) {
+	case *corev1.Service:
+		have, ok := existing.(*corev1.Service)
+		return ok && deref(have.Spec.LoadBalancerClass) != deref(want.Spec.LoadBalancerClass)
+	case *appsv1.Deployment:
+		have, ok := existing.(*appsv1.Deployment)
+		return ok && !apiequality.Semantic.DeepEqual(have.Spec.Selector, want.Spec.Selector)
+	case *rbacv1.RoleBinding:
+		have, ok := existing.(*rbacv1.RoleBinding)
+		return ok && have.RoleRef != want.RoleRef
+	}
+	return false
 }

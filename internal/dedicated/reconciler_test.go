@@ -78,6 +78,10 @@ func TestReconcile(t *testing.T) {
 	}
 	for _, k := range r.kinds {
 		waitFor(t, k.name+" in the cache", func() bool { return k.get("shop", unit) != nil })
+		if k.name == "Deployment" {
+			// Else the next pass deletes the orphan again (NotFound).
+			waitFor(t, "the orphan gone from the cache", func() bool { return k.get("shop", "torii-old-00000000") == nil })
+		}
 	}
 	// A pass with nothing changed writes nothing.
 	before := len(c.Actions())

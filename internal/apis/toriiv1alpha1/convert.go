@@ -3,14 +3,19 @@ package toriiv1alpha1
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	apivalidation "k8s.io/apimachinery/pkg/api/validation"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 // Defaults of a Dedicated class, the same as the CRD schema's.
@@ -131,10 +136,71 @@ func (c *IngressClassConfig) Validate() error {
 			errs = append(errs, fmt.Errorf("spec.dedicated.service.loadBalancerSourceRanges[%d] %q: not a CIDR", i, r))
 		}
 	}
+	// What the API server would refuse on the children: caught here, so
+	// the class is invalid (its units held) instead of every apply failing.
+	for _, e := range apivalidation.ValidateAnnotations(sv.Annotations, field.NewPath("spec", "dedicated", "service", "annotations")) {
+		errs = append(errs, e)
+	}
+	if r := d.Resources; r != nil {
+		for _, name := range slices.Sorted(maps.Keys(r.Requests)) {
+			req := r.Requests[name]
+			if lim, ok := r.Limits[name]; ok && req.Cmp(lim) > 0 {
+				errs = append(errs, fmt.Errorf("spec.dedicated.resources.requests[%s] %s: more than the limit %s", name, req.String(), lim.String()))
+			}
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(d.NodeSelector)) {
+		for _, msg := range validation.IsQualifiedName(k) {
+			errs = append(errs, fmt.Errorf("spec.dedicated.nodeSelector key %q: %s", k, msg))
+		}
+		for _, msg := range validation.IsValidLabelValue(d.NodeSelector[k]) {
+			errs = append(errs, fmt.Errorf("spec.dedicated.nodeSelector[%s] %q: %s", k, d.NodeSelector[k], msg))
+		}
+	}
+	for i, t := range d.Tolerations {
+		if err := validToleration(t); err != nil {
+			errs = append(errs, fmt.Errorf("spec.dedicated.tolerations[%d]: %w", i, err))
+		}
+	}
 	if mu := d.PodDisruptionBudget.MaxUnavailable; mu != nil {
 		if err := validMaxUnavailable(*mu); err != nil {
 			errs = append(errs, fmt.Errorf("spec.dedicated.podDisruptionBudget.maxUnavailable: %w", err))
 		}
+	}
+	return errors.Join(errs...)
+}
+
+// validToleration checks what the API server checks of a pod's
+// toleration.
+func validToleration(t corev1.Toleration) error {
+	var errs []error
+	if t.Key != "" {
+		for _, msg := range validation.IsQualifiedName(t.Key) {
+			errs = append(errs, fmt.Errorf("key %q: %s", t.Key, msg))
+		}
+	}
+	switch t.Operator {
+	case "", corev1.TolerationOpEqual:
+		if t.Key == "" {
+			errs = append(errs, errors.New("operator Equal (the default) needs a key; an empty key tolerates everything only with operator Exists"))
+		}
+		for _, msg := range validation.IsValidLabelValue(t.Value) {
+			errs = append(errs, fmt.Errorf("value %q: %s", t.Value, msg))
+		}
+	case corev1.TolerationOpExists:
+		if t.Value != "" {
+			errs = append(errs, fmt.Errorf("value %q: must be empty with operator Exists", t.Value))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("operator %q: want Exists or Equal", t.Operator))
+	}
+	switch t.Effect {
+	case "", corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute:
+	default:
+		errs = append(errs, fmt.Errorf("effect %q: want NoSchedule, PreferNoSchedule or NoExecute", t.Effect))
+	}
+	if t.TolerationSeconds != nil && t.Effect != corev1.TaintEffectNoExecute {
+		errs = append(errs, errors.New("tolerationSeconds: only with effect NoExecute"))
 	}
 	return errors.Join(errs...)
 }

@@ -45,7 +45,7 @@ func TestFromUnstructuredDefaults(t *testing.T) {
 		"replicas":            int64(3),
 		"resources":           map[string]any{"requests": map[string]any{"cpu": "1", "memory": int64(1 << 30)}},
 		"service":             map[string]any{"type": "NodePort", "externalTrafficPolicy": "Cluster", "annotations": map[string]any{"a": "b"}},
-		"tolerations":         []any{map[string]any{"key": "k", "operator": "Exists", "tolerationSeconds": int64(5)}},
+		"tolerations":         []any{map[string]any{"key": "k", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": int64(5)}},
 		"podDisruptionBudget": map[string]any{"enabled": false, "maxUnavailable": "25%"},
 		"nodeSelector":        map[string]any{},
 	}}))
@@ -85,6 +85,23 @@ func TestValidate(t *testing.T) {
 		{"pdb 05%", map[string]any{"mode": "Dedicated", "dedicated": map[string]any{"podDisruptionBudget": map[string]any{"maxUnavailable": "05%"}}}, "percentage"},
 		{"pdb %", map[string]any{"mode": "Dedicated", "dedicated": map[string]any{"podDisruptionBudget": map[string]any{"maxUnavailable": "%"}}}, "percentage"},
 		{"pdb 100%", map[string]any{"mode": "Dedicated", "dedicated": map[string]any{"podDisruptionBudget": map[string]any{"maxUnavailable": "100%"}}}, ""},
+		// What the API server would refuse on the children.
+		{"annotation key", map[string]any{"mode": "Dedicated", "dedicated": map[string]any{"service": map[string]any{"annotations": map[string]any{"metallb.universe.tf/address pool": "x"}}}}, "spec.dedicated.service.annotations"},
+		{"annotation keys", map[string]any{"mode": "Dedicated", "dedicated": map[string]any{"service": map[string]any{"annotations": map[string]any{"metallb.universe.tf/address-pool": "x", "a": ""}}}}, ""},
+		{"requests over limits", map[string]any{"mode": "Dedicated", "dedicated": map[string]any{"resources": map[string]any{"requests": map[string]any{"memory": "512Mi", "cpu": "2"}, "limits": map[string]any{"memory": "256Mi"}}}}, "requests[memory] 512Mi: more than the limit 256Mi"},
+		{"requests at limits", map[string]any{"mode": "Dedicated", "dedicated": map[string]any{"resources": map[string]any{"requests": map[string]any{"memory": "256Mi", "cpu": "2"}, "limits": map[string]any{"memory": "256Mi", "cpu": "2000m"}}}}, ""},
+		{"nodeSelector key", map[string]any{"mode": "Dedicated", "dedicated": map[string]any{"nodeSelector": map[string]any{"node role": "x"}}}, "nodeSelector key"},
+		{"nodeSelector value", map[string]any{"mode": "Dedicated", "dedicated": map[string]any{"nodeSelector": map[string]any{"node-role.kubernetes.io/edge": "yes please"}}}, "nodeSelector[node-role.kubernetes.io/edge]"},
+		{"nodeSelector", map[string]any{"mode": "Dedicated", "dedicated": map[string]any{"nodeSelector": map[string]any{"node-role.kubernetes.io/edge": ""}}}, ""},
+		{"toleration operator", map[string]any{"mode": "Dedicated", "dedicated": map[string]any{"tolerations": []any{map[string]any{"key": "k", "operator": "In"}}}}, `operator "In"`},
+		{"toleration Exists with value", map[string]any{"mode": "Dedicated", "dedicated": map[string]any{"tolerations": []any{map[string]any{"key": "k", "operator": "Exists", "value": "v"}}}}, "must be empty with operator Exists"},
+		{"toleration effect", map[string]any{"mode": "Dedicated", "dedicated": map[string]any{"tolerations": []any{map[string]any{"key": "k", "value": "v", "effect": "NoScheduling"}}}}, `effect "NoScheduling"`},
+		{"toleration Equal without key", map[string]any{"mode": "Dedicated", "dedicated": map[string]any{"tolerations": []any{map[string]any{"operator": "Equal", "value": "v"}}}}, "needs a key"},
+		{"tolerations", map[string]any{"mode": "Dedicated", "dedicated": map[string]any{"tolerations": []any{
+			map[string]any{"operator": "Exists"},
+			map[string]any{"key": "dedicated", "value": "edge", "effect": "NoSchedule"},
+			map[string]any{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": int64(30)},
+		}}}, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
