@@ -2,17 +2,11 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -35,6 +29,7 @@ import (
 	"github.com/torii-dev/torii/internal/demo"
 	"github.com/torii-dev/torii/internal/model"
 	"github.com/torii-dev/torii/internal/server"
+	"github.com/torii-dev/torii/internal/testcert"
 	"github.com/torii-dev/torii/test/e2e/harness"
 )
 
@@ -750,37 +745,8 @@ func cfTLSClient(httpsAddr string, roots *x509.CertPool, h2 bool) *http.Client {
 // pool trusting it.
 func cfSelfSigned(t *testing.T, hosts ...string) (certPEM, keyPEM []byte, pool *x509.CertPool) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: hosts[0]},
-		DNSNames:              hosts,
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), pool
+	c := testcert.SelfSigned(t, hosts[0], hosts...)
+	return c.CertPEM, c.KeyPEM, c.Pool
 }
 
 // cfCreateNamespace creates namespace ns unless it exists.

@@ -3,16 +3,10 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"strings"
@@ -27,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/torii-dev/torii/internal/server"
+	"github.com/torii-dev/torii/internal/testcert"
 	"github.com/torii-dev/torii/test/e2e/harness"
 )
 
@@ -52,45 +47,8 @@ type lifeCert struct {
 // lifeNewCert creates a self-signed ECDSA P-256 server certificate for host.
 func lifeNewCert(t *testing.T, cn, host string) lifeCert {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: cn},
-		DNSNames:              []string{host},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return lifeCert{
-		leaf:    leaf,
-		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
-		pool:    pool,
-	}
+	c := testcert.SelfSigned(t, cn, host)
+	return lifeCert{leaf: c.Leaf, certPEM: c.CertPEM, keyPEM: c.KeyPEM, pool: c.Pool}
 }
 
 func lifeTLSSecret(ns, name string, c lifeCert) *corev1.Secret {
