@@ -5,5 +5,5 @@
 // The types are plain Go structs read from the dynamic client's unstructured
 // objects (FromUnstructured); no generated clientset. The CustomResource
 // Definition, with the same schema plus CEL rules, is
-// deploy/crds/torii.dev_ingressclassconfigs.yaml.
+// deploy/crds/ingressclassconfigs.torii.dev.yaml.
 package toriiv1alpha1
