@@ -164,7 +164,7 @@ func (s *Server) parseRequest(h []byte, r *request) bool {
 			break
 		}
 		colon := bytes.IndexByte(line, ':')
-		name, value := line[:colon], trimOWS(line[colon+1:])
+		name, value := line[:colon], listener.TrimOWS(line[colon+1:])
 		switch kindOf(name) {
 		case hOther:
 			r.fields = append(r.fields, field{name, value})
@@ -247,16 +247,6 @@ func cutLine(b []byte) (line, rest []byte, ok bool) {
 	return b[:i-1], b[i+1:], true
 }
 
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
 // hasToken reports whether the comma-separated list v contains token (an
 // ASCII lower-case constant), ignoring case.
 func hasToken(v []byte, token string) bool {
@@ -267,7 +257,7 @@ func hasToken(v []byte, token string) bool {
 		} else {
 			elem, v = v, nil
 		}
-		if equalFold(trimOWS(elem), token) {
+		if listener.EqualFoldLower(listener.TrimOWS(elem), token) {
 			return true
 		}
 	}
@@ -283,7 +273,7 @@ func appendTokens(dst [][]byte, v []byte) [][]byte {
 		} else {
 			elem, v = v, nil
 		}
-		if elem = trimOWS(elem); len(elem) > 0 {
+		if elem = listener.TrimOWS(elem); len(elem) > 0 {
 			dst = append(dst, elem)
 		}
 	}
@@ -298,24 +288,6 @@ func named(tokens [][]byte, name []byte) bool {
 		}
 	}
 	return false
-}
-
-// equalFold compares b with lower, an ASCII lower-case constant, ignoring
-// ASCII case.
-func equalFold(b []byte, lower string) bool {
-	if len(b) != len(lower) {
-		return false
-	}
-	for i := range b {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // validRequestID is proxy.validRequestID: 1 to 128 characters from

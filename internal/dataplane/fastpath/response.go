@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"time"
+
+	"github.com/torii-dev/torii/internal/dataplane/listener"
 )
 
 // maxResponseHeaderBytes bounds an upstream's response head, 1xx heads
@@ -94,7 +96,7 @@ func parseResponseHead(h []byte, r *response, reqHead bool) error {
 			return errBadStatusLine
 		}
 		for _, c := range reason {
-			if !isFieldByte(c) {
+			if !listener.IsFieldByte(c) {
 				return errBadStatusLine
 			}
 		}
@@ -123,17 +125,17 @@ func parseResponseHead(h []byte, r *response, reqHead bool) error {
 		}
 		name := line[:colon]
 		for _, c := range name {
-			if !isTchar(c) {
+			if !listener.IsTokenChar(c) {
 				return errBadHeader
 			}
 		}
 		value := line[colon+1:]
 		for _, c := range value {
-			if !isFieldByte(c) {
+			if !listener.IsFieldByte(c) {
 				return errBadHeader
 			}
 		}
-		value = trimOWS(value)
+		value = listener.TrimOWS(value)
 		f := resField{name: name, value: value}
 		switch responseKindOf(name) {
 		case rOther:
@@ -147,7 +149,7 @@ func parseResponseHead(h []byte, r *response, reqHead bool) error {
 			continue
 		case rTransferEncoding:
 			teCount++
-			if teCount > 1 || !equalFold(value, "chunked") {
+			if teCount > 1 || !listener.EqualFoldLower(value, "chunked") {
 				return errBadFraming
 			}
 			continue
@@ -209,7 +211,7 @@ func parseResponseHead(h []byte, r *response, reqHead bool) error {
 				continue
 			}
 			r.hasType = r.hasType || f.ctype
-			r.hasDate = r.hasDate || equalFold(f.name, "date")
+			r.hasDate = r.hasDate || listener.EqualFoldLower(f.name, "date")
 		}
 	} else {
 		for i := range r.fields {
@@ -289,31 +291,6 @@ func parseLength(v []byte) (int64, bool) {
 		return 0, false
 	}
 	return int64(n), true
-}
-
-// tcharLo and tcharHi are bitmaps of the RFC 9110 token characters below and
-// above 64.
-const (
-	tcharLo = 1<<'!' | 1<<'#' | 1<<'$' | 1<<'%' | 1<<'&' | 1<<'\'' | 1<<'*' |
-		1<<'+' | 1<<'-' | 1<<'.' | (1<<10-1)<<'0'
-	tcharHi = ((1<<26-1)<<'A' | 1<<'^' | 1<<'_' | 1<<'`' | (1<<26-1)<<'a' |
-		1<<'|' | 1<<'~') >> 64
-)
-
-func isTchar(c byte) bool {
-	if c < 64 {
-		return uint64(tcharLo)&(1<<c) != 0
-	}
-	if c < 128 {
-		return uint64(tcharHi)&(1<<(c-64)) != 0
-	}
-	return false
-}
-
-// isFieldByte reports whether c may appear in a field value: HTAB, SP,
-// visible ASCII and obs-text.
-func isFieldByte(c byte) bool {
-	return c == '\t' || (c >= ' ' && c != 0x7f)
 }
 
 // headEnd returns the length of the head at the start of b through the

@@ -99,3 +99,19 @@ func partOf(st chunkState) ChunkPart {
 	}
 	return ChunkFraming
 }
+
+// The HTTP/1 syntax primitives the guard is built on, for the fast path's
+// own parsers, so both judge bytes by one definition.
+
+// IsTokenChar reports whether c is an RFC 9110 token character.
+func IsTokenChar(c byte) bool { return isTchar(c) }
+
+// IsFieldByte reports whether c may appear in a field value.
+func IsFieldByte(c byte) bool { return isFieldByte(c) }
+
+// EqualFoldLower compares b with lower, an ASCII lower-case constant,
+// ignoring ASCII case.
+func EqualFoldLower(b []byte, lower string) bool { return equalFoldLower(b, lower) }
+
+// TrimOWS strips optional whitespace (SP and HTAB) from both ends of b.
+func TrimOWS(b []byte) []byte { return trimOWS(b) }
