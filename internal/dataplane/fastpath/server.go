@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/torii-dev/torii/internal/dataplane/defaults"
 	"github.com/torii-dev/torii/internal/dataplane/listener"
 	"github.com/torii-dev/torii/internal/dataplane/upstream"
 	"github.com/torii-dev/torii/internal/metrics"
@@ -32,18 +33,18 @@ type Proxy interface {
 	ExternalNameControl(network, address string, c syscall.RawConn) error
 }
 
-// Defaults for zero Config fields; they are the proxy's.
+// Defaults for zero Config fields; they are the proxy's (package defaults).
 const (
-	DefaultConnectTimeout        = 5 * time.Second
-	DefaultResponseHeaderTimeout = 60 * time.Second
-	DefaultIdleConnTimeout       = 90 * time.Second
-	DefaultMaxIdleConnsPerHost   = 1024
-	DefaultMaxConnectAttempts    = 3
-	DefaultServerHeader          = "torii"
-	DefaultUpstreamReadTimeout   = 60 * time.Second
-	DefaultUpstreamSendTimeout   = 60 * time.Second
-	DefaultClientBodyTimeout     = 60 * time.Second
-	DefaultClientSendTimeout     = 60 * time.Second
+	DefaultConnectTimeout        = defaults.ConnectTimeout
+	DefaultResponseHeaderTimeout = defaults.ResponseHeaderTimeout
+	DefaultIdleConnTimeout       = defaults.IdleConnTimeout
+	DefaultMaxIdleConnsPerHost   = defaults.MaxIdleConnsPerHost
+	DefaultMaxConnectAttempts    = defaults.MaxConnectAttempts
+	DefaultServerHeader          = defaults.ServerHeader
+	DefaultUpstreamReadTimeout   = defaults.UpstreamReadTimeout
+	DefaultUpstreamSendTimeout   = defaults.UpstreamSendTimeout
+	DefaultClientBodyTimeout     = defaults.ClientBodyTimeout
+	DefaultClientSendTimeout     = defaults.ClientSendTimeout
 )
 
 // Config configures a Server. The timeouts and limits mean what the fields
@@ -91,15 +92,15 @@ var _ listener.FastPath = (*Server)(nil)
 
 // New returns a fast path forwarding through cfg.Proxy's routing table.
 func New(cfg Config) *Server {
-	orDefault(&cfg.ConnectTimeout, DefaultConnectTimeout)
-	orDefault(&cfg.ResponseHeaderTimeout, DefaultResponseHeaderTimeout)
-	orDefault(&cfg.IdleConnTimeout, DefaultIdleConnTimeout)
-	orDefault(&cfg.UpstreamReadTimeout, DefaultUpstreamReadTimeout)
-	orDefault(&cfg.UpstreamSendTimeout, DefaultUpstreamSendTimeout)
-	orDefault(&cfg.ClientBodyTimeout, DefaultClientBodyTimeout)
-	orDefault(&cfg.ClientSendTimeout, DefaultClientSendTimeout)
-	orDefault(&cfg.MaxIdleConnsPerHost, DefaultMaxIdleConnsPerHost)
-	orDefault(&cfg.MaxConnectAttempts, DefaultMaxConnectAttempts)
+	defaults.Or(&cfg.ConnectTimeout, DefaultConnectTimeout)
+	defaults.Or(&cfg.ResponseHeaderTimeout, DefaultResponseHeaderTimeout)
+	defaults.Or(&cfg.IdleConnTimeout, DefaultIdleConnTimeout)
+	defaults.Or(&cfg.UpstreamReadTimeout, DefaultUpstreamReadTimeout)
+	defaults.Or(&cfg.UpstreamSendTimeout, DefaultUpstreamSendTimeout)
+	defaults.Or(&cfg.ClientBodyTimeout, DefaultClientBodyTimeout)
+	defaults.Or(&cfg.ClientSendTimeout, DefaultClientSendTimeout)
+	defaults.Or(&cfg.MaxIdleConnsPerHost, DefaultMaxIdleConnsPerHost)
+	defaults.Or(&cfg.MaxConnectAttempts, DefaultMaxConnectAttempts)
 	if cfg.ServerHeader == "" {
 		cfg.ServerHeader = DefaultServerHeader
 	}
@@ -157,10 +158,4 @@ func (s *Server) logDebug(msg string, attrs ...slog.Attr) {
 		return
 	}
 	s.log.LogAttrs(context.Background(), slog.LevelDebug, msg, attrs...)
-}
-
-func orDefault[T time.Duration | int](v *T, def T) {
-	if *v <= 0 {
-		*v = def
-	}
 }

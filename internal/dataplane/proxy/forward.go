@@ -84,7 +84,7 @@ func (p *Proxy) roundTrip(o *outbound, be *upstream.Backend) (*http.Response, er
 		lastErr = err
 		be.ReportConnectFailure(addr)
 		if p.inst != nil {
-			p.inst.connErr.Inc()
+			p.inst.ConnErr.Inc()
 		}
 		p.logUpstream(o.req.Context(), "upstream connect failed", addr, err)
 		if attempt >= p.cfg.MaxConnectAttempts || o.body.read.Load() || o.req.Context().Err() != nil {
@@ -92,7 +92,7 @@ func (p *Proxy) roundTrip(o *outbound, be *upstream.Backend) (*http.Response, er
 		}
 		tried = append(tried, addr)
 		if p.inst != nil {
-			p.inst.retries.Inc()
+			p.inst.Retries.Inc()
 		}
 	}
 }
@@ -232,7 +232,7 @@ func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, o *outbound, start
 		p.observe(res.StatusCode, start)
 		if r.Context().Err() == nil && o.body.failed() == nil {
 			if p.inst != nil {
-				p.inst.fail[failBody].Inc()
+				p.inst.Fail[failBody].Inc()
 			}
 			p.logUpstream(r.Context(), "upstream body", "", rerr)
 		}

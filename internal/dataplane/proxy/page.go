@@ -97,7 +97,7 @@ func (p *Proxy) answer(w http.ResponseWriter, start time.Time, pg *errorPage) {
 // reject sends pg for a request refused before routing.
 func (p *Proxy) reject(w http.ResponseWriter, start time.Time, pg *errorPage, why rejectReason) {
 	if p.inst != nil {
-		p.inst.reject[why].Inc()
+		p.inst.Reject[why].Inc()
 	}
 	p.answer(w, start, pg)
 }
@@ -105,7 +105,7 @@ func (p *Proxy) reject(w http.ResponseWriter, start time.Time, pg *errorPage, wh
 // fail sends pg for a request the upstream side could not serve.
 func (p *Proxy) fail(w http.ResponseWriter, start time.Time, pg *errorPage, why failReason) {
 	if p.inst != nil {
-		p.inst.fail[why].Inc()
+		p.inst.Fail[why].Inc()
 	}
 	p.answer(w, start, pg)
 }

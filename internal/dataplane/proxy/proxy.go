@@ -8,28 +8,27 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/torii-dev/torii/internal/dataplane/defaults"
 	"github.com/torii-dev/torii/internal/dataplane/upstream"
 	"github.com/torii-dev/torii/internal/metrics"
 	"github.com/torii-dev/torii/internal/model"
 	"github.com/torii-dev/torii/internal/urlpath"
 )
 
-// Defaults applied by New to zero (or negative) Config fields.
+// Defaults applied by New to zero (or negative) Config fields; the fast
+// path shares them (package defaults).
 const (
-	DefaultConnectTimeout        = 5 * time.Second
-	DefaultResponseHeaderTimeout = 60 * time.Second
-	DefaultIdleConnTimeout       = 90 * time.Second
-	DefaultMaxIdleConnsPerHost   = 1024
-	DefaultMaxConnectAttempts    = 3
-	DefaultServerHeader          = "torii"
-	// The idle timeouts below follow nginx's defaults (proxy_read_timeout,
-	// proxy_send_timeout, client_body_timeout, send_timeout; ingress-nginx
-	// also bounds WebSockets by proxy-read-timeout, 60s).
-	DefaultUpstreamReadTimeout = 60 * time.Second
-	DefaultUpstreamSendTimeout = 60 * time.Second
-	DefaultClientBodyTimeout   = 60 * time.Second
-	DefaultClientSendTimeout   = 60 * time.Second
-	DefaultTunnelIdleTimeout   = 60 * time.Second
+	DefaultConnectTimeout        = defaults.ConnectTimeout
+	DefaultResponseHeaderTimeout = defaults.ResponseHeaderTimeout
+	DefaultIdleConnTimeout       = defaults.IdleConnTimeout
+	DefaultMaxIdleConnsPerHost   = defaults.MaxIdleConnsPerHost
+	DefaultMaxConnectAttempts    = defaults.MaxConnectAttempts
+	DefaultServerHeader          = defaults.ServerHeader
+	DefaultUpstreamReadTimeout   = defaults.UpstreamReadTimeout
+	DefaultUpstreamSendTimeout   = defaults.UpstreamSendTimeout
+	DefaultClientBodyTimeout     = defaults.ClientBodyTimeout
+	DefaultClientSendTimeout     = defaults.ClientSendTimeout
+	DefaultTunnelIdleTimeout     = defaults.TunnelIdleTimeout
 )
 
 // copyBufferSize is the size of the pooled buffer that relays response
@@ -156,16 +155,16 @@ type Proxy struct {
 
 // New returns a Proxy that answers 503 until the first Swap.
 func New(cfg Config) *Proxy {
-	orDefault(&cfg.ConnectTimeout, DefaultConnectTimeout)
-	orDefault(&cfg.ResponseHeaderTimeout, DefaultResponseHeaderTimeout)
-	orDefault(&cfg.IdleConnTimeout, DefaultIdleConnTimeout)
-	orDefault(&cfg.MaxIdleConnsPerHost, DefaultMaxIdleConnsPerHost)
-	orDefault(&cfg.MaxConnectAttempts, DefaultMaxConnectAttempts)
-	orDefault(&cfg.UpstreamReadTimeout, DefaultUpstreamReadTimeout)
-	orDefault(&cfg.UpstreamSendTimeout, DefaultUpstreamSendTimeout)
-	orDefault(&cfg.ClientBodyTimeout, DefaultClientBodyTimeout)
-	orDefault(&cfg.ClientSendTimeout, DefaultClientSendTimeout)
-	orDefault(&cfg.TunnelIdleTimeout, DefaultTunnelIdleTimeout)
+	defaults.Or(&cfg.ConnectTimeout, DefaultConnectTimeout)
+	defaults.Or(&cfg.ResponseHeaderTimeout, DefaultResponseHeaderTimeout)
+	defaults.Or(&cfg.IdleConnTimeout, DefaultIdleConnTimeout)
+	defaults.Or(&cfg.MaxIdleConnsPerHost, DefaultMaxIdleConnsPerHost)
+	defaults.Or(&cfg.MaxConnectAttempts, DefaultMaxConnectAttempts)
+	defaults.Or(&cfg.UpstreamReadTimeout, DefaultUpstreamReadTimeout)
+	defaults.Or(&cfg.UpstreamSendTimeout, DefaultUpstreamSendTimeout)
+	defaults.Or(&cfg.ClientBodyTimeout, DefaultClientBodyTimeout)
+	defaults.Or(&cfg.ClientSendTimeout, DefaultClientSendTimeout)
+	defaults.Or(&cfg.TunnelIdleTimeout, DefaultTunnelIdleTimeout)
 	if cfg.ServerHeader == "" {
 		cfg.ServerHeader = DefaultServerHeader
 	}
@@ -246,12 +245,4 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.forward(w, r, start, t.backends[idx], path, rawQuery, hasQuery)
-}
-
-// orDefault sets *v to def when it is zero or negative: Config documents
-// that such values take the defaults.
-func orDefault[T time.Duration | int](v *T, def T) {
-	if *v <= 0 {
-		*v = def
-	}
 }
