@@ -85,6 +85,9 @@ type harnessOpts struct {
 	proxy    proxy.Config
 	listener listener.Config
 	tls      bool
+	// handoff says the test sends only requests the fast path must hand to
+	// net/http; both then checks that it did.
+	handoff bool
 }
 
 func newHarness(t testing.TB, fastOn bool, o harnessOpts) *harness {
@@ -170,7 +173,22 @@ func both(t *testing.T, o harnessOpts, f func(t *testing.T, h *harness)) {
 		if on {
 			name = "fastpath"
 		}
-		t.Run(name, func(t *testing.T) { f(t, newHarness(t, on, o)) })
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t, on, o)
+			f(t, h)
+			if on && !t.Failed() {
+				// Passing the fastpath run must mean the fast path served:
+				// a fast path that handed everything to net/http would
+				// otherwise pass every test here.
+				served, handedOff := h.srv.FastPathStats()
+				switch {
+				case o.handoff && (served == 0 || handedOff != served):
+					t.Errorf("the fast path handed %d of its %d connections to net/http, want all", handedOff, served)
+				case !o.handoff && served == handedOff:
+					t.Errorf("the fast path kept none of its %d connections (%d handed to net/http)", served, handedOff)
+				}
+			}
+		})
 	}
 }
 

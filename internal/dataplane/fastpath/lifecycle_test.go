@@ -174,7 +174,7 @@ func TestPool(t *testing.T) {
 // Over TLS, a connection the fast path served and then handed to net/http
 // still counts as TLS there (X-Forwarded-Proto: https).
 func TestTLSHandoff(t *testing.T) {
-	both(t, harnessOpts{tls: true}, func(t *testing.T, h *harness) {
+	both(t, harnessOpts{tls: true, handoff: true}, func(t *testing.T, h *harness) {
 		rec := newRecorder(t, "b")
 		h.swap(nil, backendOf(t, "ns/b:80", rec.addr()))
 		tc, err := tls.Dial("tcp", h.addr(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})

@@ -413,7 +413,7 @@ func TestTLSForwardedProto(t *testing.T) {
 // WebSocket upgrades go to net/http and work as always, on a connection the
 // fast path served before.
 func TestUpgradeHandedOff(t *testing.T) {
-	both(t, harnessOpts{}, func(t *testing.T, h *harness) {
+	both(t, harnessOpts{handoff: true}, func(t *testing.T, h *harness) {
 		rec := newRecorder(t, "ws")
 		rec.respond = func(w http.ResponseWriter, r *http.Request) {
 			if r.Header.Get("Upgrade") != "websocket" {

@@ -122,6 +122,7 @@ func (c *FastConn) Handoff(pending []byte) {
 	}
 	c.done = true
 	s := c.srv
+	s.fastHandoffs.Add(1)
 	g := c.g
 	if g == nil {
 		g = newGuard(c.conn, c.tc, &s.pool, s.maxHead, s.cfg.ReadHeaderTimeout)
@@ -201,6 +202,7 @@ func (s *Server) serveFast(tc *trackedConn, conn net.Conn, state *tls.Connection
 		fc.Close(false)
 		return
 	}
+	s.fastServed.Add(1)
 	s.cfg.FastPath.ServeConn(fc)
 	if !fc.done {
 		// A FastPath that broke its contract; never leak the socket.

@@ -136,6 +136,9 @@ type Server struct {
 	// fastDraining is draining for FastPath connections, which check it
 	// without the mutex between requests.
 	fastDraining atomic.Bool
+	// fastServed and fastHandoffs count connections given to FastPath and
+	// those it handed on to net/http (see FastPathStats).
+	fastServed, fastHandoffs atomic.Uint64
 
 	acceptWG sync.WaitGroup // accept loops
 	connWG   sync.WaitGroup // per-connection goroutines: dispatch and HTTP/2
@@ -601,4 +604,11 @@ func (s *Server) connState(c net.Conn, state http.ConnState) {
 		delete(s.conns, g.raw)
 		s.mu.Unlock()
 	}
+}
+
+// FastPathStats returns how many connections were given to Config.FastPath
+// and how many of those it handed on to net/http. Connections, not
+// requests: counted where no request is being served.
+func (s *Server) FastPathStats() (served, handedOff uint64) {
+	return s.fastServed.Load(), s.fastHandoffs.Load()
 }
