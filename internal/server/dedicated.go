@@ -7,7 +7,6 @@ import (
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -132,43 +131,10 @@ func unitProblems(cfg translate.Config, view *store.Objects, plan *dedicated.Pla
 	if len(plan.Units) == 0 {
 		return nil
 	}
-	type nsName = types.NamespacedName
-	services := map[nsName]*corev1.Service{}
-	for _, s := range view.Services {
-		services[nsName{Namespace: s.Namespace, Name: s.Name}] = s
-	}
-	slices := map[nsName][]*discoveryv1.EndpointSlice{}
-	for _, es := range view.EndpointSlices {
-		if svc := es.Labels[discoveryv1.LabelServiceName]; svc != "" {
-			k := nsName{Namespace: es.Namespace, Name: svc}
-			slices[k] = append(slices[k], es)
-		}
-	}
-	secrets := map[nsName]*corev1.Secret{}
-	for _, s := range view.Secrets {
-		secrets[nsName{Namespace: s.Namespace, Name: s.Name}] = s
-	}
+	index := newUnitIndex(view)
 	var out []status.Problem
 	for _, u := range plan.Units {
-		uv := &store.Objects{Ingresses: u.Ingresses}
-		for _, c := range view.IngressClasses {
-			if c.Name == u.Class {
-				uv.IngressClasses = append(uv.IngressClasses, c)
-			}
-		}
-		svcNames, secretNames := references(u.Ingresses)
-		for _, n := range svcNames {
-			k := nsName{Namespace: u.Namespace, Name: n}
-			if s := services[k]; s != nil {
-				uv.Services = append(uv.Services, s)
-			}
-			uv.EndpointSlices = append(uv.EndpointSlices, slices[k]...)
-		}
-		for _, n := range secretNames {
-			if s := secrets[nsName{Namespace: u.Namespace, Name: n}]; s != nil {
-				uv.Secrets = append(uv.Secrets, s)
-			}
-		}
+		uv := index.view(u.Namespace, u.Class, u.Ingresses)
 		res := translate.Build(cfg, uv)
 		uids := make(map[string]types.UID, len(u.Ingresses))
 		for _, ing := range u.Ingresses {

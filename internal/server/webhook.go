@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -233,33 +234,76 @@ func dedicatedPartition(cfg translate.Config, configs func() dedicated.Configs) 
 // their class, and the Services, EndpointSlices and Secrets of ns they
 // name.
 func unitView(view *store.Objects, ns, class string, ings []*networkingv1.Ingress) *store.Objects {
+	return newUnitIndex(view).view(ns, class, ings)
+}
+
+// unitIndex indexes a view's classes, Services, EndpointSlices and
+// Secrets so that unit views cost what their Ingresses reference.
+type unitIndex struct {
+	classes  []*networkingv1.IngressClass
+	services map[types.NamespacedName]*corev1.Service
+	slices   map[types.NamespacedName][]*discoveryv1.EndpointSlice
+	secrets  map[types.NamespacedName]*corev1.Secret
+}
+
+func newUnitIndex(view *store.Objects) *unitIndex {
+	x := &unitIndex{
+		classes:  view.IngressClasses,
+		services: map[types.NamespacedName]*corev1.Service{},
+		slices:   map[types.NamespacedName][]*discoveryv1.EndpointSlice{},
+		secrets:  map[types.NamespacedName]*corev1.Secret{},
+	}
+	for _, s := range view.Services {
+		if s != nil {
+			x.services[types.NamespacedName{Namespace: s.Namespace, Name: s.Name}] = s
+		}
+	}
+	for _, es := range view.EndpointSlices {
+		if es == nil {
+			continue
+		}
+		if svc := es.Labels[discoveryv1.LabelServiceName]; svc != "" {
+			k := types.NamespacedName{Namespace: es.Namespace, Name: svc}
+			x.slices[k] = append(x.slices[k], es)
+		}
+	}
+	for _, s := range view.Secrets {
+		if s != nil {
+			x.secrets[types.NamespacedName{Namespace: s.Namespace, Name: s.Name}] = s
+		}
+	}
+	return x
+}
+
+// view is the unit view of ings (of namespace ns and IngressClass class),
+// each referenced object once.
+func (x *unitIndex) view(ns, class string, ings []*networkingv1.Ingress) *store.Objects {
 	uv := &store.Objects{Ingresses: ings}
-	for _, c := range view.IngressClasses {
+	for _, c := range x.classes {
 		if c != nil && c.Name == class {
 			uv.IngressClasses = append(uv.IngressClasses, c)
 		}
 	}
 	svcNames, secretNames := references(ings)
-	services := make(map[string]bool, len(svcNames))
+	seen := make(map[string]bool, len(svcNames))
 	for _, n := range svcNames {
-		services[n] = true
-	}
-	secrets := make(map[string]bool, len(secretNames))
-	for _, n := range secretNames {
-		secrets[n] = true
-	}
-	for _, s := range view.Services {
-		if s != nil && s.Namespace == ns && services[s.Name] {
+		if seen[n] {
+			continue
+		}
+		seen[n] = true
+		k := types.NamespacedName{Namespace: ns, Name: n}
+		if s := x.services[k]; s != nil {
 			uv.Services = append(uv.Services, s)
 		}
+		uv.EndpointSlices = append(uv.EndpointSlices, x.slices[k]...)
 	}
-	for _, es := range view.EndpointSlices {
-		if es != nil && es.Namespace == ns && services[es.Labels[discoveryv1.LabelServiceName]] {
-			uv.EndpointSlices = append(uv.EndpointSlices, es)
+	clear(seen)
+	for _, n := range secretNames {
+		if seen[n] {
+			continue
 		}
-	}
-	for _, s := range view.Secrets {
-		if s != nil && s.Namespace == ns && secrets[s.Name] {
+		seen[n] = true
+		if s := x.secrets[types.NamespacedName{Namespace: ns, Name: n}]; s != nil {
 			uv.Secrets = append(uv.Secrets, s)
 		}
 	}

@@ -78,14 +78,7 @@ func TestWebhookConfigErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testServerConfig(dir)
 			cfg.Webhook = tt.cfg
-			srv, err := New(cfg)
-			if err == nil {
-				_ = srv.listeners.Serve(canceledContext())
-				t.Fatal("New succeeded")
-			}
-			if !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("error %q, want it to mention %q", err, tt.want)
-			}
+			wantNewError(t, cfg, tt.want)
 		})
 	}
 }
@@ -96,9 +89,24 @@ func canceledContext() context.Context {
 	return ctx
 }
 
-// TestWebhookManifestMode runs the webhook with certificate files against
-// the manifest directory's objects.
-func TestWebhookManifestMode(t *testing.T) {
+// wantNewError checks that New(cfg) fails with an error mentioning want.
+func wantNewError(t *testing.T, cfg Config, want string) {
+	t.Helper()
+	srv, err := New(cfg)
+	if err == nil {
+		_ = srv.listeners.Serve(canceledContext())
+		t.Fatal("New succeeded")
+	}
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q, want it to mention %q", err, want)
+	}
+}
+
+// newManifestWebhookServer builds a server over webhookManifests with the
+// webhook serving a fresh certificate for 127.0.0.1 from files; it returns
+// the server (not yet running) and the certificate bundle.
+func newManifestWebhookServer(t *testing.T) (*Server, certs.Bundle) {
+	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "all.yaml"), []byte(webhookManifests), 0o644); err != nil {
 		t.Fatal(err)
@@ -120,6 +128,13 @@ func TestWebhookManifestMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return srv, bundle
+}
+
+// TestWebhookManifestMode runs the webhook with certificate files against
+// the manifest directory's objects.
+func TestWebhookManifestMode(t *testing.T) {
+	srv, bundle := newManifestWebhookServer(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
@@ -173,14 +188,7 @@ func TestWebhookFlagErrors(t *testing.T) {
 			cfg := testServerConfig(dir)
 			cfg.Webhook = WebhookConfig{Addr: "127.0.0.1:0", CertFile: "a", KeyFile: "b"}
 			tt.mutate(&cfg)
-			srv, err := New(cfg)
-			if err == nil {
-				_ = srv.listeners.Serve(canceledContext())
-				t.Fatal("New succeeded")
-			}
-			if !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("error %q, want it to mention %q", err, tt.want)
-			}
+			wantNewError(t, cfg, tt.want)
 		})
 	}
 }
@@ -188,27 +196,7 @@ func TestWebhookFlagErrors(t *testing.T) {
 // TestWebhookReadiness: with the webhook enabled, readiness waits for a
 // serving certificate as well as for the snapshot.
 func TestWebhookReadiness(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "all.yaml"), []byte(webhookManifests), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	bundle, err := certs.Generate([]string{"127.0.0.1"}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	certDir := t.TempDir()
-	certFile, keyFile := filepath.Join(certDir, "tls.crt"), filepath.Join(certDir, "tls.key")
-	for name, data := range map[string][]byte{certFile: bundle.Cert, keyFile: bundle.Key} {
-		if err := os.WriteFile(name, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cfg := testServerConfig(dir)
-	cfg.Webhook = WebhookConfig{Addr: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile}
-	srv, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, _ := newManifestWebhookServer(t)
 	defer srv.closeWebhook()
 	defer func() { _ = srv.listeners.Serve(canceledContext()) }()
 	if !srv.Ready() {
@@ -404,6 +392,13 @@ spec:
 	slices.Sort(hook)
 	if len(controller) < 3 || !slices.Equal(controller, hook) {
 		t.Errorf("problems differ\ncontroller %q\nwebhook    %q", controller, hook)
+	}
+	// The unit view holds what the unit references and nothing more: the
+	// missing Secret and Service are reported, not found elsewhere.
+	for _, want := range []string{"store-2 SecretNotFound", "store-2 ServiceNotFound"} {
+		if !slices.ContainsFunc(controller, func(p string) bool { return strings.HasPrefix(p, want+":") }) {
+			t.Errorf("no %q among %q", want, controller)
+		}
 	}
 }
 
