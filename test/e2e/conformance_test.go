@@ -30,6 +30,7 @@ import (
 	"github.com/torii-dev/torii/internal/model"
 	"github.com/torii-dev/torii/internal/server"
 	"github.com/torii-dev/torii/internal/testcert"
+	"github.com/torii-dev/torii/test/conformance"
 	"github.com/torii-dev/torii/test/e2e/harness"
 )
 
@@ -266,84 +267,29 @@ spec:
 func (e *cfEnv) pathRules(t *testing.T) {
 	const ns = "cf-path-rules"
 	e.namespace(t, ns)
-	for _, n := range []string{"foo-exact", "foo-prefix", "aaa-slash-bbb-prefix", "aaa-prefix", "aaa-slash-bbb-slash-prefix", "foo-slash-exact"} {
+	for _, n := range conformance.PathRulesBackends {
 		e.service(t, ns, n, cfEcho(t, n))
 	}
 	e.ingress(t, ns, `
 metadata: {name: path-rules}
-spec:
-  ingressClassName: torii
-  rules:
-    - host: "exact-path-rules"
-      http:
-        paths:
-          - path: /foo
-            pathType: Exact
-            backend: {service: {name: foo-exact, port: {number: 8080}}}
-    - host: "prefix-path-rules"
-      http:
-        paths:
-          - path: /foo
-            pathType: Prefix
-            backend: {service: {name: foo-prefix, port: {number: 8080}}}
-          - path: /aaa/bbb
-            pathType: Prefix
-            backend: {service: {name: aaa-slash-bbb-prefix, port: {number: 8080}}}
-          - path: /aaa
-            pathType: Prefix
-            backend: {service: {name: aaa-prefix, port: {number: 8080}}}
-    - host: "mixed-path-rules"
-      http:
-        paths:
-          - path: /foo
-            pathType: Prefix
-            backend: {service: {name: foo-prefix, port: {number: 8080}}}
-          - path: /foo
-            pathType: Exact
-            backend: {service: {name: foo-exact, port: {number: 8080}}}
-    - host: "trailing-slash-path-rules"
-      http:
-        paths:
-          - path: /aaa/bbb/
-            pathType: Prefix
-            backend: {service: {name: aaa-slash-bbb-slash-prefix, port: {number: 8080}}}
-          - path: /foo/
-            pathType: Exact
-            backend: {service: {name: foo-slash-exact, port: {number: 8080}}}
-`)
+`+conformance.PathRulesSpec)
 	e.waitStatus(t, ns, "path-rules")
 	e.waitRoutes(t, ns, "four hosts, nine routes, all with endpoints", func(tbl controller.RouteTable, routes []controller.RouteInfo) bool {
 		return cfHasHosts(tbl, "exact-path-rules", "prefix-path-rules", "mixed-path-rules", "trailing-slash-path-rules") &&
 			cfAllServed(routes, 8, 1)
 	})
-	for _, tc := range []struct{ host, path, want string }{
-		{"exact-path-rules", "/foo", "foo-exact"},
-		{"exact-path-rules", "/foo/", ""},
-		{"exact-path-rules", "/FOO", ""},
-		{"exact-path-rules", "/bar", ""},
-		{"prefix-path-rules", "/foo", "foo-prefix"},
-		{"prefix-path-rules", "/foo/", "foo-prefix"},
-		{"prefix-path-rules", "/FOO", ""},
-		{"prefix-path-rules", "/aaa/bbb", "aaa-slash-bbb-prefix"},
-		{"prefix-path-rules", "/aaa/bbb/ccc", "aaa-slash-bbb-prefix"},
-		{"prefix-path-rules", "/aaa/ccc", "aaa-prefix"},
-		{"prefix-path-rules", "/aaaccc", ""},
-		{"mixed-path-rules", "/foo", "foo-exact"},
-		{"trailing-slash-path-rules", "/aaa/bbb", "aaa-slash-bbb-slash-prefix"},
-		{"trailing-slash-path-rules", "/aaa/bbb/", "aaa-slash-bbb-slash-prefix"},
-		{"trailing-slash-path-rules", "/foo", ""},
-	} {
-		t.Run(tc.host+tc.path, func(t *testing.T) {
-			r := e.do(t, "GET", tc.host, tc.path)
-			if tc.want == "" {
+	for _, tc := range conformance.PathRulesCases {
+		t.Run(tc.Host+tc.Path, func(t *testing.T) {
+			r := e.do(t, "GET", tc.Host, tc.Path)
+			if tc.Want == "" {
 				cfWantToriiNotFound(t, r)
 				return
 			}
-			if r.status != 200 || r.echo.Backend != tc.want {
-				t.Fatalf("got %d from %q, want 200 from %q", r.status, r.echo.Backend, tc.want)
+			if r.status != 200 || r.echo.Backend != tc.Want {
+				t.Fatalf("got %d from %q, want 200 from %q", r.status, r.echo.Backend, tc.Want)
 			}
-			if r.echo.Path != tc.path || r.echo.Host != tc.host || r.echo.Method != "GET" {
-				t.Errorf("backend saw %s %s Host %q, want GET %s Host %q", r.echo.Method, r.echo.Path, r.echo.Host, tc.path, tc.host)
+			if r.echo.Path != tc.Path || r.echo.Host != tc.Host || r.echo.Method != "GET" {
+				t.Errorf("backend saw %s %s Host %q, want GET %s Host %q", r.echo.Method, r.echo.Path, r.echo.Host, tc.Path, tc.Host)
 			}
 		})
 	}

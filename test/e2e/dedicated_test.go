@@ -363,8 +363,14 @@ func TestDedicatedMode(t *testing.T) {
 			gk = dedGetKids(ctx, cs, dedNS, group)
 			return gk.complete() && len(gk.deploy.OwnerReferences) == 2
 		})
-		a, _ := cs.NetworkingV1().Ingresses(dedNS).Get(ctx, "a", metav1.GetOptions{})
-		b, _ := cs.NetworkingV1().Ingresses(dedNS).Get(ctx, "b", metav1.GetOptions{})
+		a, err := cs.NetworkingV1().Ingresses(dedNS).Get(ctx, "a", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := cs.NetworkingV1().Ingresses(dedNS).Get(ctx, "b", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
 		gk.checkOwners(t, []*networkingv1.Ingress{a, b})
 		for _, arg := range []string{"--only-ingress=shop/a", "--only-ingress=shop/b"} {
 			if !slices.Contains(gk.deploy.Spec.Template.Spec.Containers[0].Args, arg) {
@@ -391,7 +397,7 @@ func TestDedicatedMode(t *testing.T) {
 
 		// b moves to the shared class: the group's children go, the
 		// shared proxies serve it and publish their address.
-		b, err := cs.NetworkingV1().Ingresses(dedNS).Get(ctx, "b", metav1.GetOptions{})
+		b, err = cs.NetworkingV1().Ingresses(dedNS).Get(ctx, "b", metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

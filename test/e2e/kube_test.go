@@ -213,7 +213,7 @@ func TestKubernetesMode(t *testing.T) {
 				}
 				code, body := get(addr, "green.example", "/")
 				switch {
-				case code != 200:
+				case code != 200 || (body != "green" && body != "green-2"):
 					failed.Add(1)
 				case body == "green-2":
 					sawGreen2.Add(1)
@@ -238,6 +238,15 @@ func TestKubernetesMode(t *testing.T) {
 		if failed.Load() != 0 {
 			t.Fatalf("%d of %d requests failed while endpoints changed", failed.Load(), failed.Load()+ok.Load())
 		}
+		// The dropped endpoint no longer gets traffic.
+		eventually(t, "traffic only on the new endpoint", func() bool {
+			for range 20 {
+				if code, body := get(addr, "green.example", "/"); code != 200 || body != "green-2" {
+					return false
+				}
+			}
+			return true
+		})
 	})
 
 	t.Run("class change removes the route and Torii's status", func(t *testing.T) {

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/torii-dev/torii/test/conformance"
 )
 
 // These tests replay the scenarios of the kubernetes-sigs
@@ -162,7 +164,7 @@ spec:
 }
 
 func TestConformancePathRules(t *testing.T) {
-	names := []string{"foo-exact", "foo-prefix", "aaa-slash-bbb-prefix", "aaa-prefix", "aaa-slash-bbb-slash-prefix", "foo-slash-exact"}
+	names := conformance.PathRulesBackends
 	var services strings.Builder
 	for _, n := range names {
 		fmt.Fprintf(&services, "%s---\n", serviceYAML("conformance", n, newBackend(t, n)))
@@ -175,77 +177,22 @@ kind: Ingress
 metadata:
   name: path-rules
   namespace: conformance
-spec:
-  ingressClassName: torii
-  rules:
-    - host: "exact-path-rules"
-      http:
-        paths:
-          - path: /foo
-            pathType: Exact
-            backend: {service: {name: foo-exact, port: {number: 8080}}}
-    - host: "prefix-path-rules"
-      http:
-        paths:
-          - path: /foo
-            pathType: Prefix
-            backend: {service: {name: foo-prefix, port: {number: 8080}}}
-          - path: /aaa/bbb
-            pathType: Prefix
-            backend: {service: {name: aaa-slash-bbb-prefix, port: {number: 8080}}}
-          - path: /aaa
-            pathType: Prefix
-            backend: {service: {name: aaa-prefix, port: {number: 8080}}}
-    - host: "mixed-path-rules"
-      http:
-        paths:
-          - path: /foo
-            pathType: Prefix
-            backend: {service: {name: foo-prefix, port: {number: 8080}}}
-          - path: /foo
-            pathType: Exact
-            backend: {service: {name: foo-exact, port: {number: 8080}}}
-    - host: "trailing-slash-path-rules"
-      http:
-        paths:
-          - path: /aaa/bbb/
-            pathType: Prefix
-            backend: {service: {name: aaa-slash-bbb-slash-prefix, port: {number: 8080}}}
-          - path: /foo/
-            pathType: Exact
-            backend: {service: {name: foo-slash-exact, port: {number: 8080}}}
-`,
+` + conformance.PathRulesSpec,
 	})
-	for _, tc := range []struct{ host, path, want string }{
-		{"exact-path-rules", "/foo", "foo-exact"},
-		{"exact-path-rules", "/foo/", ""},
-		{"exact-path-rules", "/FOO", ""},
-		{"exact-path-rules", "/bar", ""},
-		{"prefix-path-rules", "/foo", "foo-prefix"},
-		{"prefix-path-rules", "/foo/", "foo-prefix"},
-		{"prefix-path-rules", "/FOO", ""},
-		{"prefix-path-rules", "/aaa/bbb", "aaa-slash-bbb-prefix"},
-		{"prefix-path-rules", "/aaa/bbb/ccc", "aaa-slash-bbb-prefix"},
-		{"prefix-path-rules", "/aaa/ccc", "aaa-prefix"},
-		{"prefix-path-rules", "/aaaccc", ""},
-		{"mixed-path-rules", "/foo", "foo-exact"},
-		{"trailing-slash-path-rules", "/aaa/bbb", "aaa-slash-bbb-slash-prefix"},
-		{"trailing-slash-path-rules", "/aaa/bbb/", "aaa-slash-bbb-slash-prefix"},
-		{"trailing-slash-path-rules", "/foo", ""},
-	} {
-		t.Run(tc.host+tc.path, func(t *testing.T) {
-			r := tr.get(tc.host, tc.path)
-			if tc.want == "" {
+	for _, tc := range conformance.PathRulesCases {
+		t.Run(tc.Host+tc.Path, func(t *testing.T) {
+			r := tr.get(tc.Host, tc.Path)
+			if tc.Want == "" {
 				if r.status != http.StatusNotFound || r.servedBy() != "" {
 					t.Fatalf("got %d from %q, want Torii's 404", r.status, r.servedBy())
 				}
 				return
 			}
-			if r.status != 200 || r.servedBy() != tc.want {
-				t.Fatalf("got %d from %q, want 200 from %q", r.status, r.servedBy(), tc.want)
+			if r.status != 200 || r.servedBy() != tc.Want {
+				t.Fatalf("got %d from %q, want 200 from %q", r.status, r.servedBy(), tc.Want)
 			}
-			if r.echo.Path != tc.path {
-				t.Errorf("backend saw path %q, want %q", r.echo.Path, tc.path)
+			if r.echo.Path != tc.Path {
+				t.Errorf("backend saw path %q, want %q", r.echo.Path, tc.Path)
 			}
 		})
 	}
