@@ -97,17 +97,14 @@
 //
 // # Limits and risk
 //
-//   - A pooled upstream connection the upstream closed is found when used:
-//     requests that cannot be replayed (not GET, HEAD or OPTIONS, no
-//     Idempotency-Key) and connections idle for over a second are checked
-//     first with a non-blocking peek; others are retried once on a new
-//     connection when the upstream closed it before answering. net/http's
-//     Transport notices such closes while the connection is idle, so its
-//     window for failing a non-replayable request is smaller still.
-//   - Unsolicited bytes an upstream sends on an idle connection are only
-//     noticed by that peek; a pooled connection reused within a second
-//     would read them as the next answer. A correct upstream never sends
-//     any.
+//   - Every pooled upstream connection is checked with a non-blocking peek
+//     before reuse (about a microsecond): one the upstream closed, or one
+//     carrying bytes nobody asked for, is dropped, so such bytes can never
+//     be read as the next answer. An upstream that closes a connection
+//     after that check and before the request reaches it fails the
+//     request, which is retried once on a new connection when it can be
+//     replayed (GET, HEAD, OPTIONS, or an Idempotency-Key) or nothing of it
+//     was sent. net/http's Transport has the same window.
 //   - A request body streams before the answer is read: an upstream that
 //     answers while still reading the body and fills the socket buffers
 //     before it is done (full duplex) waits for UpstreamSendTimeout.

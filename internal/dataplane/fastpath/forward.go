@@ -125,7 +125,7 @@ func (c *conn) forward(be *upstream.Backend, start time.Time) outcome {
 			}
 			addr = a
 		}
-		u, err := s.pool.get(addr, external, fresh, !r.idempotent)
+		u, err := s.pool.get(addr, external, fresh)
 		if err != nil {
 			be.ReportConnectFailure(addr)
 			retry := attempt < s.cfg.MaxConnectAttempts

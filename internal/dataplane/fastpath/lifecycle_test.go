@@ -141,7 +141,7 @@ func TestPool(t *testing.T) {
 	addr := ln.Addr().String()
 	var conns []*upConn
 	for range 3 {
-		u, err := p.get(addr, false, false, false)
+		u, err := p.get(addr, false, false)
 		if err != nil || u.reused {
 			t.Fatalf("get: %v reused=%v", err, u != nil && u.reused)
 		}
@@ -154,7 +154,7 @@ func TestPool(t *testing.T) {
 	if len(hp.idle) != 2 {
 		t.Fatalf("%d idle connections kept, want the bound of 2", len(hp.idle))
 	}
-	u, _ := p.get(addr, false, false, true)
+	u, _ := p.get(addr, false, false)
 	if !u.reused || u != conns[1] {
 		t.Fatal("the most recently returned connection was not reused first")
 	}

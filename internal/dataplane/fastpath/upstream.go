@@ -9,11 +9,6 @@ import (
 	"time"
 )
 
-// peekAfter is how long a pooled connection may sit idle before it is
-// checked for a close by the upstream (without blocking) before reuse.
-// Requests that cannot be replayed check every reused connection.
-const peekAfter = int64(time.Second)
-
 // upConn is one upstream connection. It is used by one request at a time.
 type upConn struct {
 	nc     net.Conn
@@ -112,10 +107,11 @@ func (e *dialError) Error() string { return "connect upstream: " + e.err.Error()
 func (e *dialError) Unwrap() error { return e.err }
 
 // get returns a connection to addr: the most recently used idle one unless
-// fresh is set, else a new one. check makes it verify that a pooled
-// connection was not closed by the upstream meanwhile, which requests that
-// cannot be replayed need; others are checked only after peekAfter idle.
-func (p *pool) get(addr string, external, fresh, check bool) (*upConn, error) {
+// fresh is set, else a new one. Every pooled connection is peeked before
+// reuse (one non-blocking recv, about a microsecond): one the upstream
+// closed, or one carrying bytes nobody asked for, is dropped, so a stray
+// byte from a misbehaving upstream can never be read as the next answer.
+func (p *pool) get(addr string, external, fresh bool) (*upConn, error) {
 	hp := p.host(addr, external)
 	for !fresh {
 		hp.mu.Lock()
@@ -129,7 +125,7 @@ func (p *pool) get(addr string, external, fresh, check bool) (*upConn, error) {
 		hp.idle = hp.idle[:n-1]
 		hp.mu.Unlock()
 		age := monoNow() - u.idleAt
-		if age > p.idleTimeout || (check || age > peekAfter) && !u.alive() {
+		if age > p.idleTimeout || !u.alive() {
 			u.close()
 			continue
 		}
