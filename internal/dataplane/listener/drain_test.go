@@ -2,6 +2,8 @@ package listener
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -273,5 +275,35 @@ func TestOnReject(t *testing.T) {
 	g.raw.srv.cfg.OnReject = func(string) { count++ }
 	if n := testing.AllocsPerRun(100, func() { g.reject(RejectFraming) }); n != 0 {
 		t.Errorf("reject allocated %v times", n)
+	}
+}
+
+// TestCloseAfterServeDoesNotLinger: net/http's connection goroutines may
+// close their connections after Serve has returned (Shutdown closes idle
+// connections itself and does not wait for their goroutines; hijacked ones
+// belong to their handlers). Such a close must not start a lingering close
+// that Serve no longer waits for: it closes at once.
+func TestCloseAfterServeDoesNotLinger(t *testing.T) {
+	s, err := New(Config{HTTPAddr: "127.0.0.1:0", Handler: http.NotFoundHandler()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.Serve(ctx); err != nil {
+		t.Fatal(err)
+	}
+	server, client := net.Pipe()
+	defer client.Close()
+	raw := &trackedConn{Conn: server, srv: s}
+	g := newGuard(raw, raw, &s.pool, s.maxHead, 0)
+	g.linger.Store(true) // as after a refused request
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A lingering close would read (and discard) this write.
+	client.SetWriteDeadline(time.Now().Add(lingerTimeout / 2))
+	if _, err := client.Write([]byte("more body")); !errors.Is(err, io.ErrClosedPipe) {
+		t.Fatalf("write after close: %v, want %v", err, io.ErrClosedPipe)
 	}
 }

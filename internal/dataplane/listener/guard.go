@@ -426,14 +426,26 @@ func (g *guardConn) CloseWrite() error {
 // could destroy the answer (a 400, an upstream's early 413) before it is
 // read. That happens on a goroutine of its own: net/http closes
 // connections under its server lock when it shuts down, and it must not wait
-// out one lingering close after another. A forced drain closes at once.
+// out one lingering close after another. A forced drain closes at once, and
+// so does a close that comes after Serve stopped waiting for lingering
+// closes.
+//
+// Close may run on net/http's connection goroutine and, for the same
+// connection, on the goroutine of http.Server.Shutdown (which closes
+// connections it sees as idle and returns without waiting for their
+// goroutines); only the first one lingers. The WaitGroup is joined through
+// startLinger, not directly: the loser of the CompareAndSwap returns at
+// once, so Shutdown, and then Serve, can finish before the winner got to
+// the Add.
 func (g *guardConn) Close() error {
 	srv := g.raw.srv
 	if g.linger.Load() && !srv.forceClosing.Load() {
 		if !g.lingering.CompareAndSwap(false, true) {
 			return nil // the lingering goroutine closes it
 		}
-		srv.lingerWG.Add(1)
+		if !srv.startLinger() {
+			return g.Conn.Close()
+		}
 		go func() {
 			defer srv.lingerWG.Done()
 			g.lingerClose()

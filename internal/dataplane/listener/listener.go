@@ -128,6 +128,14 @@ type Server struct {
 	// closed at once, without lingering.
 	forceClosing atomic.Bool
 	lingerWG     sync.WaitGroup // lingering closes, see guardConn.Close
+	// lingerMu orders every lingerWG.Add before Serve's lingerWG.Wait, or
+	// after it with lingerStopped set (startLinger then refuses). Without
+	// it, net/http's connection goroutine can close a connection (and add
+	// to lingerWG) after http.Server.Shutdown has already closed that
+	// connection as idle and returned, i.e. concurrently with the Wait:
+	// a WaitGroup misuse that lets a lingering close outlive Serve.
+	lingerMu      sync.Mutex
+	lingerStopped bool
 
 	mu       sync.Mutex
 	conns    map[*trackedConn]connPhase
@@ -298,7 +306,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	err := s.drain()
 	<-h1Done
 	// Lingering closes end within lingerTimeout; waiting for them keeps
-	// Serve's promise that nothing of the server outlives it.
+	// Serve's promise that nothing of the server outlives it. Closes that
+	// come later (net/http's connection goroutines may still be running,
+	// hijacked connections belong to their handlers) close at once; see
+	// startLinger.
+	s.lingerMu.Lock()
+	s.lingerStopped = true
+	s.lingerMu.Unlock()
 	s.lingerWG.Wait()
 	return err
 }
@@ -400,6 +414,19 @@ func (s *Server) forceClose(connsDone <-chan struct{}) error {
 		}
 	}
 	return fmt.Errorf("listener: drain did not finish within %s; closed %d connections", s.cfg.DrainTimeout, len(remaining))
+}
+
+// startLinger registers a lingering close with lingerWG. It reports false
+// once Serve has begun its final wait for them; the caller then closes at
+// once, as after a forced drain.
+func (s *Server) startLinger() bool {
+	s.lingerMu.Lock()
+	defer s.lingerMu.Unlock()
+	if s.lingerStopped {
+		return false
+	}
+	s.lingerWG.Add(1)
+	return true
 }
 
 // broadcastGoAway tells every HTTP/2 connection to finish its streams and
