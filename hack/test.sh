@@ -24,3 +24,11 @@ echo "== kube-apiserver and etcd for the e2e tests"
 
 echo "== go test (race detector)"
 go test -race -count=1 -timeout 20m ./...
+
+# HTTP/1 requests take the fast path by default; net/http serves what it
+# hands off, HTTP/2, and everything with --http1-fast-path=false. The suites
+# that speak raw HTTP/1 run once more through the path they did not use
+# above: the feature tests on net/http, the proxy's wire tests on the fast path.
+echo "== feature tests with --http1-fast-path=false; proxy wire tests on the fast path"
+TORII_TEST_HTTP1_FAST_PATH=0 go test -race -count=1 -timeout 10m ./test/feature/
+TORII_TEST_HTTP1_FAST_PATH=1 go test -race -count=1 -timeout 10m ./internal/dataplane/proxy/

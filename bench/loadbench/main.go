@@ -60,7 +60,7 @@ func benchMain(args []string) error {
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured warm-up before every run (same load)")
 	fs.IntVar(&o.rounds, "rounds", 3, "rounds (every scenario x proxy once per round, proxy order rotated)")
 	fs.StringVar(&o.scenarios, "scenarios", "all", "comma-separated scenarios: "+scenarioNames())
-	fs.StringVar(&o.proxies, "proxies", strings.Join(knownProxies, ","), "comma-separated proxies: direct,nginx,haproxy,torii (default set), torii-fast (Torii with --http1-fast-path)")
+	fs.StringVar(&o.proxies, "proxies", strings.Join(knownProxies, ","), "comma-separated proxies: direct,nginx,haproxy,torii (default set), torii-nethttp (Torii with --http1-fast-path=false)")
 	fs.StringVar(&o.out, "out", "", "directory for raw results (default bench/out/<UTC time>)")
 	fs.StringVar(&o.jsonPath, "json", "", "JSON lines file, one per run and per summary row (default OUT/results.jsonl)")
 	fs.IntVar(&o.rate, "rate", 5000, "request rate of the fixed-rate scenario, req/s")
@@ -133,7 +133,7 @@ func benchMain(args []string) error {
 	if e.self, err = os.Executable(); err != nil {
 		return err
 	}
-	if contains(proxies, proxyTorii) || contains(proxies, proxyToriiFast) {
+	if contains(proxies, proxyTorii) || contains(proxies, proxyToriiNetHTTP) {
 		if o.noBuild {
 			e.torii = filepath.Join(root, "bin", "torii")
 		} else {

@@ -23,16 +23,16 @@ const (
 	proxyNginx   = "nginx"
 	proxyHAProxy = "haproxy"
 	proxyTorii   = "torii"
-	// proxyToriiFast is Torii with its experimental HTTP/1 fast path
-	// (--http1-fast-path). Not in the default set until it is Torii's
-	// default; ask for it with -proxies.
-	proxyToriiFast = "torii-fast"
+	// proxyToriiNetHTTP is Torii with its HTTP/1 fast path off
+	// (--http1-fast-path=false): every request on net/http, as HTTP/2
+	// always is. Not in the default set; ask for it with -proxies.
+	proxyToriiNetHTTP = "torii-nethttp"
 )
 
 var knownProxies = []string{proxyDirect, proxyNginx, proxyHAProxy, proxyTorii}
 
 // allProxies are the names -proxies accepts.
-var allProxies = append(slices.Clone(knownProxies), proxyToriiFast)
+var allProxies = append(slices.Clone(knownProxies), proxyToriiNetHTTP)
 
 // endpoints are the listeners the load goes to.
 type endpoints struct {
@@ -140,7 +140,7 @@ func (e *env) startProxy(ctx context.Context, name, dir string) (*runningProxy, 
 			return nil, err
 		}
 		argv = append(taskset, e.paths["haproxy"], "-f", cfgPath, "-db")
-	case proxyTorii, proxyToriiFast:
+	case proxyTorii, proxyToriiNetHTTP:
 		mdir := filepath.Join(dir, "manifests")
 		if err := os.MkdirAll(mdir, 0o755); err != nil {
 			return nil, err
@@ -153,8 +153,8 @@ func (e *env) startProxy(ctx context.Context, name, dir string) (*runningProxy, 
 			"--default-ssl-certificate", "bench/bench-tls",
 			// Only how fast it stops at the end of a run; no effect on serving.
 			"--shutdown-grace-period", "0s", "--drain-timeout", "1s")
-		if name == proxyToriiFast {
-			argv = append(argv, "--http1-fast-path")
+		if name == proxyToriiNetHTTP {
+			argv = append(argv, "--http1-fast-path=false")
 		}
 	default:
 		return nil, fmt.Errorf("unknown proxy %q", name)

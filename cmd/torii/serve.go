@@ -57,7 +57,7 @@ func serveFlags(fs *flag.FlagSet) func(stderr io.Writer) (server.Config, error) 
 	fs.DurationVar(&cfg.ShutdownGracePeriod, "shutdown-grace-period", 5*time.Second, "on SIGTERM, how long readiness is false before listeners stop accepting")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 20*time.Second, "on shutdown, how long in-flight requests may take to finish")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve net/http/pprof on the admin listener")
-	fs.BoolVar(&cfg.HTTP1FastPath, "http1-fast-path", false, "serve HTTP/1.1 requests with Torii's own HTTP/1 fast path instead of net/http (experimental; unusual requests still go to net/http)")
+	fastPath := fs.Bool("http1-fast-path", true, "serve HTTP/1.1 requests with Torii's own HTTP/1 fast path (unusual requests and HTTP/2 go to net/http); false serves all of them with net/http")
 	fs.StringVar(&cfg.Webhook.Addr, "webhook-addr", "", "HTTPS address of the validating admission webhook for Ingresses, POST /validate/ingress (empty disables)")
 	fs.StringVar(&cfg.Webhook.CertSecret, "webhook-cert-secret", "", "TLS Secret <namespace>/<name> in which Torii generates and renews the webhook's certificate and CA (Kubernetes mode)")
 	fs.StringVar(&cfg.Webhook.ConfigName, "webhook-config-name", "", "ValidatingWebhookConfiguration whose webhooks get the generated CA as caBundle (with --webhook-cert-secret)")
@@ -80,6 +80,7 @@ func serveFlags(fs *flag.FlagSet) func(stderr io.Writer) (server.Config, error) 
 			return cfg, fmt.Errorf("--kube-api-qps must be in (0, 10000] and --kube-api-burst in [1, 100000]")
 		}
 		cfg.Kube.APIQPS = float32(*apiQPS) // client-go wants a float32
+		cfg.DisableHTTP1FastPath = !*fastPath
 
 		// The downward API names the pod (see deploy/torii.yaml).
 		cfg.Kube.PodName = os.Getenv("POD_NAME")

@@ -6,11 +6,11 @@ import (
 	"github.com/torii-dev/torii/internal/dataplane/proxy"
 )
 
-// newFastPath builds the HTTP/1 fast path when Config.HTTP1FastPath asks for
-// it, sharing the proxy's routing table, settings and metrics, and returns
+// newFastPath builds the HTTP/1 fast path unless Config.DisableHTTP1FastPath,
+// sharing the proxy's routing table, settings and metrics, and returns
 // it for the listeners (nil, an empty interface, when disabled).
 func (s *Server) newFastPath() listener.FastPath {
-	if !s.cfg.HTTP1FastPath {
+	if s.cfg.DisableHTTP1FastPath {
 		return nil
 	}
 	p, ok := s.dp.Handler().(*proxy.Proxy)

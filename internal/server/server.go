@@ -57,10 +57,10 @@ type Config struct {
 	Pprof  bool
 	Logger *slog.Logger
 
-	// HTTP1FastPath serves HTTP/1 requests with the fast path (package
-	// fastpath) instead of net/http, which keeps what the fast path does
-	// not handle. Off by default.
-	HTTP1FastPath bool
+	// DisableHTTP1FastPath serves every HTTP/1 request with net/http. By
+	// default HTTP/1 requests go to the fast path (package fastpath), which
+	// hands what it does not handle to net/http; HTTP/2 is always net/http.
+	DisableHTTP1FastPath bool
 }
 
 // Server is a running Torii process.
@@ -80,7 +80,7 @@ type Server struct {
 	// webhook judges against in directory mode.
 	lastObjects atomic.Pointer[store.Objects]
 
-	// fast is the HTTP/1 fast path, nil unless Config.HTTP1FastPath.
+	// fast is the HTTP/1 fast path, nil with Config.DisableHTTP1FastPath.
 	fast *fastpath.Server
 
 	stopping     atomic.Bool
