@@ -1,6 +1,8 @@
 package server
 
 import (
+	"net/http"
+
 	"github.com/torii-dev/torii/internal/dataplane/fastpath"
 	"github.com/torii-dev/torii/internal/dataplane/listener"
 	"github.com/torii-dev/torii/internal/dataplane/proxy"
@@ -34,6 +36,9 @@ func (s *Server) newFastPath() listener.FastPath {
 		Metrics:               s.metrics,
 		Logger:                s.log,
 	})
+	// HTTP/2 streams and the HTTP/1 requests the fast path hands off
+	// reach upstreams through its pool too, when they carry no body.
+	p.WrapRoundTripper(func(tr http.RoundTripper) http.RoundTripper { return s.fast.Transport(tr) })
 	return s.fast
 }
 

@@ -372,8 +372,10 @@ func (c *conn) readResponse(u *upConn, x *exchange, reqHead bool, headTimeout in
 // would wait longer than watchAfter first waits watchAfter only; if nothing
 // came, the client connection is watched from then on (see clientWatch),
 // so that a client that leaves ends the wait.
+//
+// c may be nil (Transport): there is no client connection to watch.
 func (c *conn) readUpstream(u *upConn, p []byte, deadline, slack int64) (int, error) {
-	if c.rawConn != nil && !c.watching {
+	if c != nil && c.rawConn != nil && !c.watching {
 		if now := monoNow(); deadline-now > watchAfter {
 			u.setReadDeadline(now+watchAfter, slackFor(watchAfter))
 			n, err := u.nc.Read(p)

@@ -106,6 +106,10 @@ type dialError struct{ err error }
 func (e *dialError) Error() string { return "connect upstream: " + e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
 
+// ConnectFailure marks the error for the proxy (proxy.ConnectFailure),
+// which then tries another endpoint when the Transport returns it.
+func (e *dialError) ConnectFailure() {}
+
 // get returns a connection to addr: the most recently used idle one unless
 // fresh is set, else a new one. Every pooled connection is peeked before
 // reuse (one non-blocking recv, about a microsecond): one the upstream

@@ -137,8 +137,9 @@ type Proxy struct {
 	dialer, nameDialer net.Dialer
 	transport          *http.Transport
 	externalTransport  *http.Transport
-	// roundTripper is transport except in tests that measure the handler
-	// alone.
+	// roundTripper sends requests to EndpointSlice endpoints: transport,
+	// or what WrapRoundTripper made of it (the fast path's upstream side),
+	// or a canned one in tests that measure the handler alone.
 	roundTripper http.RoundTripper
 	table        atomic.Pointer[table]
 	bufs         sync.Pool // *[]byte of copyBufferSize
@@ -189,6 +190,16 @@ func New(cfg Config) *Proxy {
 	p.initTransports()
 	p.roundTripper = p.transport
 	return p
+}
+
+// WrapRoundTripper replaces the round tripper for EndpointSlice endpoints
+// with wrap(the proxy's http.Transport); the fast path uses it to send the
+// requests it can (fastpath.Transport) and leave the rest to the
+// Transport. ExternalName backends keep their own Transport. It must be
+// called before the proxy serves. A connect error from the new round
+// tripper must implement ConnectFailure to be retried on another endpoint.
+func (p *Proxy) WrapRoundTripper(wrap func(http.RoundTripper) http.RoundTripper) {
+	p.roundTripper = wrap(p.transport)
 }
 
 // Swap atomically installs a new routing table and the backend handles

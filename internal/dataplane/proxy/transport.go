@@ -279,9 +279,16 @@ func (c *upstreamConn) enterTunnel() {
 	_ = c.Conn.SetReadDeadline(time.Time{})
 }
 
+// ConnectFailure is implemented by the connect errors of round trippers
+// other than the proxy's own Transports (the fast path's, see
+// Proxy.WrapRoundTripper): nothing was sent, so the request may go to
+// another endpoint.
+type ConnectFailure interface{ ConnectFailure() }
+
 func isDialError(err error) bool {
 	var de *dialError
-	return errors.As(err, &de)
+	var cf ConnectFailure
+	return errors.As(err, &de) || errors.As(err, &cf)
 }
 
 // isTimeout reports whether err is a timeout: a connect or response-header
