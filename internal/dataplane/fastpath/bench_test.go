@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"net/http"
 	"strconv"
 	"testing"
 )
@@ -213,5 +214,52 @@ func BenchmarkPeek(b *testing.B) {
 		if !u.alive() {
 			b.Fatal("dead")
 		}
+	}
+}
+
+// BenchmarkTransport measures one round trip of Transport, the upstream
+// side of the proxy's net/http path (HTTP/2 streams), against a loopback
+// backend: request head, pooled connection, response head and body.
+func BenchmarkTransport(b *testing.B) {
+	s := newTestServer()
+	defer s.Close()
+	benchmarkRoundTripper(b, s.Transport(nil))
+}
+
+// BenchmarkHTTPTransport is BenchmarkTransport with net/http's Transport,
+// configured as the proxy configures it, for comparison.
+func BenchmarkHTTPTransport(b *testing.B) {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	tr := &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true, Protocols: &protocols}
+	defer tr.CloseIdleConnections()
+	benchmarkRoundTripper(b, tr)
+}
+
+func benchmarkRoundTripper(b *testing.B, rt http.RoundTripper) {
+	addr := benchBackend(b)
+	req, err := http.NewRequest("GET", "http://"+addr+"/api/v1/users/42?expand=1", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	req.Host = "example.com"
+	for k, v := range map[string]string{
+		"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) bench", "Accept": "application/json",
+		"X-Forwarded-For": "192.0.2.10", "X-Request-Id": "0123456789abcdef0123456789abcdef",
+	} {
+		req.Header.Set(k, v)
+	}
+	buf := make([]byte, 512)
+	b.ReportAllocs()
+	for b.Loop() {
+		res, err := rt.RoundTrip(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, _ := io.ReadFull(res.Body, buf[:5])
+		if _, err := res.Body.Read(buf); err != io.EOF || n != 5 {
+			b.Fatalf("body: %d %v", n, err)
+		}
+		res.Body.Close()
 	}
 }
