@@ -57,9 +57,11 @@ type Config struct {
 	Pprof  bool
 	Logger *slog.Logger
 
-	// DisableHTTP1FastPath serves every HTTP/1 request with net/http. By
-	// default HTTP/1 requests go to the fast path (package fastpath), which
-	// hands what it does not handle to net/http; HTTP/2 is always net/http.
+	// DisableHTTP1FastPath serves every request with net/http and its
+	// Transport. By default HTTP/1 requests go to the fast path (package
+	// fastpath), which hands what it does not handle to net/http, and the
+	// requests net/http serves (HTTP/2 included) reach upstreams through
+	// the fast path's pool when they carry no body (fastpath.Transport).
 	DisableHTTP1FastPath bool
 }
 
