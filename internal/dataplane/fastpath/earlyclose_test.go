@@ -37,64 +37,18 @@ const (
 // next one; then it is closed, or reset with idleReset. after, when set,
 // runs after each answer on the connection's goroutine.
 type ecBackend struct {
-	ln        net.Listener
+	*tcpBackend
 	idle      time.Duration
 	idleReset bool
 	answer    func(conn, n int64, req *http.Request, body string) (string, ecAction)
 	after     func(conn, n int64, c net.Conn)
 
-	accepted atomic.Int64
-	open     atomic.Int64
-	reqs     atomic.Int64
-
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	reqs atomic.Int64
 }
 
 func ecNewBackend(t testing.TB, b *ecBackend) *ecBackend {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.ln = ln
-	b.conns = map[net.Conn]struct{}{}
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			id := b.accepted.Add(1)
-			b.open.Add(1)
-			b.mu.Lock()
-			b.conns[c] = struct{}{}
-			b.mu.Unlock()
-			b.wg.Add(1)
-			go func() {
-				defer b.wg.Done()
-				defer func() {
-					b.mu.Lock()
-					delete(b.conns, c)
-					b.mu.Unlock()
-					b.open.Add(-1)
-				}()
-				b.serveConn(id, c)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		b.mu.Lock()
-		for c := range b.conns {
-			c.Close()
-		}
-		b.mu.Unlock()
-		b.wg.Wait()
-	})
+	b.tcpBackend = newTCPBackend(t, b.serveConn)
 	return b
 }
 
@@ -215,7 +169,7 @@ func TestEarlyCloseUnsolicitedBytes(t *testing.T) {
 		if got := servedOn[2].Load(); got != 2 {
 			t.Fatalf("the second request reached the backend on connection %d, want a new one (2)", got)
 		}
-		if got := b.accepted.Load(); got != 2 {
+		if got := b.conns.Load(); got != 2 {
 			t.Fatalf("backend accepted %d connections, want 2", got)
 		}
 	})
@@ -324,25 +278,21 @@ func ecSoakClient(addr string, id int, until time.Time) (ecStats, []string) {
 			} else {
 				st.gets200++
 			}
-		case extra != "":
-			st.ikPosts++
-			switch {
-			case okAnswer:
-				st.ikPosts200++
-			case res.StatusCode == 502:
-				st.ikPosts502++
-			default:
-				fail("POST (Idempotency-Key) %s %s: %d %q, want 200 %q or a 502", host, uri, res.StatusCode, got, want)
-			}
 		default:
-			st.posts++
+			// A POST may fail with a 502; its counts are by whether it had
+			// an Idempotency-Key.
+			kind, n, n200, n502 := "POST", &st.posts, &st.posts200, &st.posts502
+			if extra != "" {
+				kind, n, n200, n502 = "POST (Idempotency-Key)", &st.ikPosts, &st.ikPosts200, &st.ikPosts502
+			}
+			*n++
 			switch {
 			case okAnswer:
-				st.posts200++
+				*n200++
 			case res.StatusCode == 502:
-				st.posts502++
+				*n502++
 			default:
-				fail("POST %s %s: %d %q, want 200 %q or a 502", host, uri, res.StatusCode, got, want)
+				fail("%s %s %s: %d %q, want 200 %q or a 502", kind, host, uri, res.StatusCode, got, want)
 			}
 		}
 		if res.Close {
@@ -461,7 +411,7 @@ func TestEarlyCloseSoak(t *testing.T) {
 			elapsed.Round(time.Millisecond), total.gets200, total.gets, total.posts200, total.posts502, total.posts,
 			total.ikPosts200, total.ikPosts502, total.ikPosts, total.redials)
 		t.Logf("backend connections: idle %d, nth %d (%d requests), cc %d (%d), rst %d (%d)",
-			idleConns.Load(), nth.accepted.Load(), nth.reqs.Load(), cc.accepted.Load(), cc.reqs.Load(), rst.accepted.Load(), rst.reqs.Load())
+			idleConns.Load(), nth.conns.Load(), nth.reqs.Load(), cc.conns.Load(), cc.reqs.Load(), rst.conns.Load(), rst.reqs.Load())
 		if total.gets == 0 || total.posts == 0 || total.ikPosts == 0 {
 			t.Fatalf("the soak sent too little: %+v", total)
 		}

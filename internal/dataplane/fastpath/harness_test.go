@@ -273,61 +273,114 @@ func (rec *recorder) next(t *testing.T) recorded {
 	}
 }
 
-// rawBackend is a TCP backend that answers each request head (and
-// Content-Length body) with whatever answer returns, for responses net/http
-// would never write. Connections accepted are counted.
-type rawBackend struct {
+// tcpBackend is a raw TCP backend on 127.0.0.1: it runs serve on each
+// connection it accepts, on a goroutine of its own, with the connection's
+// 1-based index, and closes the connection when serve returns. conns counts
+// the connections accepted, open those still being served. At cleanup it
+// closes the listener and every open connection, and waits for all its
+// goroutines.
+type tcpBackend struct {
 	ln    net.Listener
 	conns atomic.Int64
-	reqs  atomic.Int64
+	open  atomic.Int64
+
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	live   map[net.Conn]struct{}
+	closed bool
 }
 
-func newRawBackend(t testing.TB, answer func(n int64, head string) string) *rawBackend {
+func newTCPBackend(t testing.TB, serve func(n int64, c net.Conn)) *tcpBackend {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	rb := &rawBackend{ln: ln}
-	t.Cleanup(func() { ln.Close() })
+	tb := &tcpBackend{ln: ln, live: map[net.Conn]struct{}{}}
+	tb.wg.Add(1)
 	go func() {
+		defer tb.wg.Done()
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			rb.conns.Add(1)
+			tb.mu.Lock()
+			if tb.closed {
+				tb.mu.Unlock()
+				c.Close()
+				return
+			}
+			tb.live[c] = struct{}{}
+			tb.mu.Unlock()
+			n := tb.conns.Add(1)
+			tb.open.Add(1)
+			tb.wg.Add(1)
 			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					n := rb.reqs.Add(1)
-					var head strings.Builder
-					req.Header.Write(&head)
-					out := answer(n, req.Method+" "+req.RequestURI+"\r\n"+head.String())
-					if out == "" {
-						return // close without answering
-					}
-					out, closeAfter := strings.CutSuffix(out, "\x00close")
-					if _, err := io.WriteString(c, out); err != nil {
-						return
-					}
-					if closeAfter {
-						return
-					}
-				}
+				defer tb.wg.Done()
+				defer func() {
+					tb.mu.Lock()
+					delete(tb.live, c)
+					tb.mu.Unlock()
+					c.Close()
+					tb.open.Add(-1)
+				}()
+				serve(n, c)
 			}()
 		}
 	}()
-	return rb
+	t.Cleanup(func() {
+		ln.Close()
+		tb.mu.Lock()
+		tb.closed = true
+		for c := range tb.live {
+			c.Close()
+		}
+		tb.mu.Unlock()
+		tb.wg.Wait()
+	})
+	return tb
 }
 
-func (rb *rawBackend) addr() string { return rb.ln.Addr().String() }
+func (tb *tcpBackend) addr() string { return tb.ln.Addr().String() }
+
+// rawBackend is a TCP backend that answers each request head (and
+// Content-Length body) with whatever answer returns, for responses net/http
+// would never write. Connections accepted are counted.
+type rawBackend struct {
+	*tcpBackend
+	reqs atomic.Int64
+}
+
+func newRawBackend(t testing.TB, answer func(n int64, head string) string) *rawBackend {
+	t.Helper()
+	rb := &rawBackend{}
+	rb.tcpBackend = newTCPBackend(t, func(_ int64, c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			n := rb.reqs.Add(1)
+			var head strings.Builder
+			req.Header.Write(&head)
+			out := answer(n, req.Method+" "+req.RequestURI+"\r\n"+head.String())
+			if out == "" {
+				return // close without answering
+			}
+			out, closeAfter := strings.CutSuffix(out, "\x00close")
+			if _, err := io.WriteString(c, out); err != nil {
+				return
+			}
+			if closeAfter {
+				return
+			}
+		}
+	})
+	return rb
+}
 
 // rawConn is a client connection for raw requests.
 type rawConn struct {

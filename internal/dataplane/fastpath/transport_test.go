@@ -68,57 +68,16 @@ func ttRef(t *testing.T) *http.Transport {
 	return tr
 }
 
-// ttRawServer is a TCP backend running serve on each connection (with the
-// connection's 1-based index), counting connections.
-type ttRawServer struct {
-	ln    net.Listener
-	conns atomic.Int64
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	open  []net.Conn
-}
-
-func ttNewRawServer(t *testing.T, serve func(n int64, c net.Conn, br *bufio.Reader)) *ttRawServer {
+// ttNewRawServer is a TCP backend running serve on each connection (with
+// the connection's 1-based index and a reader on it), each connection with a
+// ttWait deadline.
+func ttNewRawServer(t *testing.T, serve func(n int64, c net.Conn, br *bufio.Reader)) *tcpBackend {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs := &ttRawServer{ln: ln}
-	rs.wg.Add(1)
-	go func() {
-		defer rs.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			n := rs.conns.Add(1)
-			_ = c.SetDeadline(time.Now().Add(ttWait))
-			rs.mu.Lock()
-			rs.open = append(rs.open, c)
-			rs.mu.Unlock()
-			rs.wg.Add(1)
-			go func() {
-				defer rs.wg.Done()
-				defer c.Close()
-				serve(n, c, bufio.NewReader(c))
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		rs.mu.Lock()
-		for _, c := range rs.open {
-			c.Close()
-		}
-		rs.mu.Unlock()
-		rs.wg.Wait()
+	return newTCPBackend(t, func(n int64, c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(ttWait))
+		serve(n, c, bufio.NewReader(c))
 	})
-	return rs
 }
-
-func (rs *ttRawServer) addr() string { return rs.ln.Addr().String() }
 
 // ttReadHead reads one request head (through the blank line), raw.
 func ttReadHead(br *bufio.Reader) (string, error) {
@@ -152,6 +111,25 @@ func ttServeEach(answer func(head string) string) func(int64, net.Conn, *bufio.R
 			if _, err := io.WriteString(c, out); err != nil {
 				return
 			}
+		}
+	}
+}
+
+// ttAnswerOnce reads one request head and writes answer (nothing if it is
+// empty); with hold it then keeps the connection open until the client
+// closes it (or the test ends), else it closes it.
+func ttAnswerOnce(answer string, hold bool) func(int64, net.Conn, *bufio.Reader) {
+	return func(_ int64, c net.Conn, br *bufio.Reader) {
+		if _, err := ttReadHead(br); err != nil {
+			return
+		}
+		if answer != "" {
+			if _, err := io.WriteString(c, answer); err != nil {
+				return
+			}
+		}
+		if hold {
+			_, _ = br.ReadByte()
 		}
 	}
 }
@@ -427,7 +405,7 @@ func TestTransportFramingDifferential(t *testing.T) {
 
 // ttCaptured is a request head a capturing backend received.
 type ttCapture struct {
-	be    *ttRawServer
+	be    *tcpBackend
 	heads chan string
 	bytes atomic.Int64
 }
@@ -566,6 +544,32 @@ func TestTransportRequestHead(t *testing.T) {
 	}
 }
 
+// ttGetsOnConns sends requests GETs for /x to be, in turn with a fresh fast
+// path Transport and a fresh net/http one (be's connection count reset for
+// each): every answer's body must be body, and each must have opened
+// wantConns upstream connections.
+func ttGetsOnConns(t *testing.T, be *tcpBackend, requests int, body string, wantConns int64) {
+	t.Helper()
+	for _, impl := range []string{"fastpath", "net/http"} {
+		be.conns.Store(0)
+		var rt http.RoundTripper
+		if impl == "fastpath" {
+			rt, _ = ttTransport(t, Config{})
+		} else {
+			rt = ttRef(t)
+		}
+		for i := range requests {
+			r := ttDo(t, rt, ttGet(t, http.MethodGet, "http://"+be.addr()+"/x"))
+			if string(r.body) != body {
+				t.Errorf("%s: request %d: body %q, want %q", impl, i, r.body, body)
+			}
+		}
+		if n := be.conns.Load(); n != wantConns {
+			t.Errorf("%s: %d upstream connections for %d requests, want %d", impl, n, requests, wantConns)
+		}
+	}
+}
+
 func TestTransportReuse(t *testing.T) {
 	t.Run("read to EOF", func(t *testing.T) {
 		be := ttNewRawServer(t, ttCannedServe)
@@ -618,33 +622,11 @@ func TestTransportReuse(t *testing.T) {
 				}
 			}
 		})
-		for _, impl := range []string{"fastpath", "net/http"} {
-			be.conns.Store(0)
-			var rt http.RoundTripper
-			if impl == "fastpath" {
-				rt, _ = ttTransport(t, Config{})
-			} else {
-				rt = ttRef(t)
-			}
-			for i := range 3 {
-				r := ttDo(t, rt, ttGet(t, http.MethodGet, "http://"+be.addr()+"/x"))
-				if string(r.body) != "ok" {
-					t.Errorf("%s: request %d: body %q", impl, i, r.body)
-				}
-			}
-			if n := be.conns.Load(); n != 2 {
-				t.Errorf("%s: %d upstream connections, want 2", impl, n)
-			}
-		}
+		ttGetsOnConns(t, be, 3, "ok", 2)
 	})
 	t.Run("upstream closed idle connection", func(t *testing.T) {
-		be := ttNewRawServer(t, func(_ int64, c net.Conn, br *bufio.Reader) {
-			if _, err := ttReadHead(br); err != nil {
-				return
-			}
-			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-			// Closed while idle in the pool.
-		})
+		// Each connection is closed after its answer, while idle in the pool.
+		be := ttNewRawServer(t, ttAnswerOnce("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false))
 		tr, _ := ttTransport(t, Config{})
 		for i := range 3 {
 			r := ttDo(t, tr, ttGet(t, http.MethodGet, "http://"+be.addr()+"/x"))
@@ -682,24 +664,7 @@ func TestTransportReuse(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			be := ttNewRawServer(t, ttServeEach(func(string) string { return tc.answer }))
-			for _, impl := range []string{"fastpath", "net/http"} {
-				be.conns.Store(0)
-				var rt http.RoundTripper
-				if impl == "fastpath" {
-					rt, _ = ttTransport(t, Config{})
-				} else {
-					rt = ttRef(t)
-				}
-				for i := range 2 {
-					r := ttDo(t, rt, ttGet(t, http.MethodGet, "http://"+be.addr()+"/x"))
-					if string(r.body) != tc.body {
-						t.Errorf("%s: request %d: body %q, want %q", impl, i, r.body, tc.body)
-					}
-				}
-				if n := be.conns.Load(); n != 2 {
-					t.Errorf("%s: %d upstream connections for 2 requests, want 2", impl, n)
-				}
-			}
+			ttGetsOnConns(t, be, 2, tc.body, 2)
 		})
 	}
 	t.Run("HTTP/1.0 keep-alive reused", func(t *testing.T) {
@@ -731,16 +696,9 @@ func TestTransportMalformed(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			answer, closeAfter := strings.CutSuffix(tc.answer, "\x00close")
-			be := ttNewRawServer(t, func(_ int64, c net.Conn, br *bufio.Reader) {
-				if _, err := ttReadHead(br); err != nil {
-					return
-				}
-				_, _ = io.WriteString(c, answer)
-				if !closeAfter {
-					// Hold the connection open until the client is done.
-					_, _ = br.ReadByte()
-				}
-			})
+			// Without closeAfter, the connection is held open until the
+			// client is done.
+			be := ttNewRawServer(t, ttAnswerOnce(answer, !closeAfter))
 			tr, _ := ttTransport(t, Config{})
 			start := time.Now()
 			res, err := tr.RoundTrip(ttGet(t, http.MethodGet, "http://"+be.addr()+"/x"))
@@ -783,12 +741,7 @@ func TestTransportErrors(t *testing.T) {
 	})
 
 	// silent reads the request and says nothing until the test ends.
-	silent := func(_ int64, _ net.Conn, br *bufio.Reader) {
-		if _, err := ttReadHead(br); err != nil {
-			return
-		}
-		_, _ = br.ReadByte()
-	}
+	silent := ttAnswerOnce("", true)
 
 	t.Run("response header timeout", func(t *testing.T) {
 		be := ttNewRawServer(t, silent)
@@ -812,65 +765,46 @@ func TestTransportErrors(t *testing.T) {
 		}
 	})
 
-	t.Run("canceled waiting for the head", func(t *testing.T) {
-		be := ttNewRawServer(t, silent)
-		tr, _ := ttTransport(t, Config{})
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		req := ttGet(t, http.MethodGet, "http://"+be.addr()+"/x").WithContext(ctx)
-		time.AfterFunc(100*time.Millisecond, cancel)
-		start := time.Now()
-		res, err := tr.RoundTrip(req)
-		d := time.Since(start)
-		if err == nil {
-			res.Body.Close()
-			t.Fatal("no error")
-		}
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("error %v does not wrap context.Canceled", err)
-		}
-		if d > 2*time.Second {
-			t.Errorf("returned %v after the cancel", d)
-		}
-	})
-
-	t.Run("canceled before the request", func(t *testing.T) {
-		be := ttNewRawServer(t, silent)
-		tr, _ := ttTransport(t, Config{})
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		start := time.Now()
-		res, err := tr.RoundTrip(ttGet(t, http.MethodGet, "http://"+be.addr()+"/x").WithContext(ctx))
-		if err == nil {
-			res.Body.Close()
-			t.Fatal("no error")
-		}
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("error %v does not wrap context.Canceled", err)
-		}
-		if d := time.Since(start); d > 2*time.Second {
-			t.Errorf("returned after %v", d)
-		}
-	})
-
-	t.Run("deadline waiting for the head", func(t *testing.T) {
-		be := ttNewRawServer(t, silent)
-		tr, _ := ttTransport(t, Config{})
-		ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
-		defer cancel()
-		start := time.Now()
-		res, err := tr.RoundTrip(ttGet(t, http.MethodGet, "http://"+be.addr()+"/x").WithContext(ctx))
-		if err == nil {
-			res.Body.Close()
-			t.Fatal("no error")
-		}
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("error %v does not wrap context.DeadlineExceeded", err)
-		}
-		if d := time.Since(start); d > 2*time.Second {
-			t.Errorf("returned after %v", d)
-		}
-	})
+	// A context that ends while the request waits for the head (or has
+	// ended before it) ends the round trip at once, with its error.
+	for _, tc := range []struct {
+		name string
+		ctx  func() (context.Context, context.CancelFunc)
+		want error
+	}{
+		{"canceled waiting for the head", func() (context.Context, context.CancelFunc) {
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(100*time.Millisecond, cancel)
+			return ctx, cancel
+		}, context.Canceled},
+		{"canceled before the request", func() (context.Context, context.CancelFunc) {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			return ctx, cancel
+		}, context.Canceled},
+		{"deadline waiting for the head", func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 150*time.Millisecond)
+		}, context.DeadlineExceeded},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			be := ttNewRawServer(t, silent)
+			tr, _ := ttTransport(t, Config{})
+			ctx, cancel := tc.ctx()
+			defer cancel()
+			start := time.Now()
+			res, err := tr.RoundTrip(ttGet(t, http.MethodGet, "http://"+be.addr()+"/x").WithContext(ctx))
+			if err == nil {
+				res.Body.Close()
+				t.Fatal("no error")
+			}
+			if !errors.Is(err, tc.want) {
+				t.Errorf("error %v does not wrap %v", err, tc.want)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("returned after %v", d)
+			}
+		})
+	}
 
 	t.Run("canceled reading a slow body", func(t *testing.T) {
 		for _, answer := range []string{
@@ -878,13 +812,7 @@ func TestTransportErrors(t *testing.T) {
 			"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n",
 			"HTTP/1.1 200 OK\r\n\r\n0123456789",
 		} {
-			be := ttNewRawServer(t, func(_ int64, c net.Conn, br *bufio.Reader) {
-				if _, err := ttReadHead(br); err != nil {
-					return
-				}
-				_, _ = io.WriteString(c, answer)
-				_, _ = br.ReadByte()
-			})
+			be := ttNewRawServer(t, ttAnswerOnce(answer, true))
 			tr, _ := ttTransport(t, Config{})
 			ctx, cancel := context.WithCancel(context.Background())
 			res, err := tr.RoundTrip(ttGet(t, http.MethodGet, "http://"+be.addr()+"/x").WithContext(ctx))
@@ -915,13 +843,7 @@ func TestTransportErrors(t *testing.T) {
 		// The cancel comes while the caller is not reading (say, writing
 		// to a slow client); the next Read must fail at once, not wait
 		// for UpstreamReadTimeout.
-		be := ttNewRawServer(t, func(_ int64, c net.Conn, br *bufio.Reader) {
-			if _, err := ttReadHead(br); err != nil {
-				return
-			}
-			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
-			_, _ = br.ReadByte()
-		})
+		be := ttNewRawServer(t, ttAnswerOnce("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789", true))
 		tr, _ := ttTransport(t, Config{UpstreamReadTimeout: 2 * time.Second})
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
@@ -947,13 +869,7 @@ func TestTransportErrors(t *testing.T) {
 	})
 
 	t.Run("upstream read timeout on the body", func(t *testing.T) {
-		be := ttNewRawServer(t, func(_ int64, c net.Conn, br *bufio.Reader) {
-			if _, err := ttReadHead(br); err != nil {
-				return
-			}
-			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc")
-			_, _ = br.ReadByte()
-		})
+		be := ttNewRawServer(t, ttAnswerOnce("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc", true))
 		tr, _ := ttTransport(t, Config{UpstreamReadTimeout: 200 * time.Millisecond})
 		res, err := tr.RoundTrip(ttGet(t, http.MethodGet, "http://"+be.addr()+"/x"))
 		if err != nil {
