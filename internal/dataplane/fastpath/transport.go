@@ -191,12 +191,30 @@ func appendRequestHead(b []byte, req *http.Request) ([]byte, error) {
 
 var chunkedEncoding = []string{"chunked"}
 
+// statusTexts holds Response.Status for the status codes up to 599, built
+// once so that a response does not allocate it.
+var statusTexts = func() (t [600]string) {
+	for code := 100; code < len(t); code++ {
+		t[code] = strconv.Itoa(code) + " " + http.StatusText(code)
+	}
+	return t
+}()
+
+// statusText is Response.Status for code, as the Transport makes it for
+// a status line whose reason is the usual one.
+func statusText(code int) string {
+	if code < len(statusTexts) {
+		return statusTexts[code]
+	}
+	return strconv.Itoa(code) + " " + http.StatusText(code)
+}
+
 // response builds the *http.Response for the head in x.res, with a body
 // reading the rest from u.
 func (t *Transport) response(req *http.Request, u *upConn, x *exchange, cancel func() bool) *http.Response {
 	r := &x.res
 	res := &http.Response{
-		Status:     strconv.Itoa(r.status) + " " + http.StatusText(r.status),
+		Status:     statusText(r.status),
 		StatusCode: r.status,
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
