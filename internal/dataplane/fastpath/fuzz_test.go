@@ -266,3 +266,72 @@ func (m *memConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
 func (m *memConn) SetDeadline(time.Time) error      { return nil }
 func (m *memConn) SetReadDeadline(time.Time) error  { return nil }
 func (m *memConn) SetWriteDeadline(time.Time) error { return nil }
+
+// FuzzTransportResponse runs upstream answers through Transport's response
+// building and body reading (what the proxy's HTTP/2 path gets), over an
+// in-memory connection, and checks them against net/http's reading of the
+// same bytes: an answer Transport accepts, net/http accepts too, with the
+// same status, headers and trailers, and a body Transport reads whole is
+// the body net/http reads.
+func FuzzTransportResponse(f *testing.F) {
+	for _, s := range responseSeeds {
+		f.Add([]byte(s), false)
+		f.Add([]byte(s), true)
+	}
+	s := newTestServer()
+	defer s.Close()
+	tr := s.Transport(nil)
+	f.Fuzz(func(t *testing.T, data []byte, head bool) {
+		req := &http.Request{Method: http.MethodGet}
+		if head {
+			req.Method = http.MethodHead
+		}
+		x := newExchange()
+		u := &upConn{nc: &memConn{in: bytes.NewReader(data)}, hp: &hostPool{dead: true}}
+		var noClient *conn
+		if _, err := noClient.readResponse(u, x, head, int64(time.Second)); err != nil {
+			return // the proxy answers 502
+		}
+		// Fields the upstream's Connection header names are dropped (and
+		// net/http's reader removes that header itself).
+		namesFields := len(x.res.connTokens) > 0
+		res := tr.response(req, u, x, nil)
+		gotBody, gotErr := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+		res.Body.Close()
+
+		want, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(data)), req)
+		if err != nil {
+			t.Fatalf("accepted an answer net/http refuses (%v): %q", err, data)
+		}
+		if want.StatusCode >= 100 && want.StatusCode < 200 {
+			t.Skip("net/http's ReadResponse does not skip 1xx itself")
+		}
+		wantBody, wantErr := io.ReadAll(io.LimitReader(want.Body, 1<<20))
+		if res.StatusCode != want.StatusCode {
+			t.Fatalf("status %d, net/http %d", res.StatusCode, want.StatusCode)
+		}
+		if !namesFields {
+			// Hop-by-hop fields and Server are Torii's to drop.
+			for k, v := range want.Header {
+				switch k {
+				case "Server", "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
+					"Te", "Upgrade", "Http2-Settings", "Trailer", "Transfer-Encoding", "Content-Length":
+					continue
+				}
+				if strings.Join(res.Header[k], "\x00") != strings.Join(v, "\x00") {
+					t.Fatalf("header %s = %q, net/http %q", k, res.Header[k], v)
+				}
+			}
+		}
+		if gotErr == nil && (wantErr != nil || !bytes.Equal(gotBody, wantBody)) {
+			t.Fatalf("read a whole body %q; net/http reads %q (%v)", gotBody, wantBody, wantErr)
+		}
+		if gotErr == nil {
+			for k, v := range want.Trailer {
+				if strings.Join(res.Trailer[k], "\x00") != strings.Join(v, "\x00") {
+					t.Fatalf("trailer %s = %q, net/http %q", k, res.Trailer[k], v)
+				}
+			}
+		}
+	})
+}
