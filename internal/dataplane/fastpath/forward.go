@@ -197,7 +197,7 @@ func (c *conn) roundTrip(u *upConn, x *exchange) (early, written bool, got int, 
 			// It is answering: the head gets the usual time.
 			wait = int64(cfg.ResponseHeaderTimeout)
 		}
-		got, rerr := c.readResponse(u, x, c.req.isHead, wait)
+		got, rerr := readResponse(c, u, x, c.req.isHead, wait)
 		switch {
 		case c.stopWatch():
 			return false, true, got, errClientGone
@@ -206,7 +206,7 @@ func (c *conn) roundTrip(u *upConn, x *exchange) (early, written bool, got int, 
 		}
 		return false, true, 0, err
 	}
-	got, err = c.readResponse(u, x, c.req.isHead, int64(cfg.ResponseHeaderTimeout))
+	got, err = readResponse(c, u, x, c.req.isHead, int64(cfg.ResponseHeaderTimeout))
 	if c.stopWatch() {
 		return false, true, got, errClientGone
 	}

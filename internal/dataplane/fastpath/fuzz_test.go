@@ -196,7 +196,7 @@ func FuzzResponse(f *testing.F) {
 		c.bodyConsumed = true
 		x := newExchange()
 		u := &upConn{nc: &memConn{in: bytes.NewReader(data)}, hp: &hostPool{dead: true}}
-		_, err := c.readResponse(u, x, head, int64(time.Second))
+		_, err := readResponse(c, u, x, head, int64(time.Second))
 		if err != nil {
 			return // answered 502
 		}
@@ -288,8 +288,7 @@ func FuzzTransportResponse(f *testing.F) {
 		}
 		x := newExchange()
 		u := &upConn{nc: &memConn{in: bytes.NewReader(data)}, hp: &hostPool{dead: true}}
-		var noClient *conn
-		if _, err := noClient.readResponse(u, x, head, int64(time.Second)); err != nil {
+		if _, err := readResponse(unwatched{}, u, x, head, int64(time.Second)); err != nil {
 			return // the proxy answers 502
 		}
 		// Fields the upstream's Connection header names are dropped (and

@@ -319,7 +319,10 @@ func headEnd(b []byte, from *int) int {
 // x.ubuf[x.upos:x.uend]. got counts the bytes received, which tells an
 // upstream that closed a pooled connection (nothing received) from one that
 // failed mid-answer. The whole head must come within headTimeout.
-func (c *conn) readResponse(u *upConn, x *exchange, reqHead bool, headTimeout int64) (got int, err error) {
+//
+// r does the reads: the client connection (*conn), which watches its client
+// during a long wait, or unwatched (Transport).
+func readResponse(r upstreamReader, u *upConn, x *exchange, reqHead bool, headTimeout int64) (got int, err error) {
 	x.upos, x.uend = 0, 0
 	from := 0
 	total := 0 // head bytes, 1xx included
@@ -356,7 +359,7 @@ func (c *conn) readResponse(u *upConn, x *exchange, reqHead bool, headTimeout in
 		if x.uend == len(x.ubuf) {
 			x.makeRoom(false)
 		}
-		n, err := c.readUpstream(u, x.ubuf[x.uend:], deadline, slackFor(headTimeout))
+		n, err := r.readUpstream(u, x.ubuf[x.uend:], deadline, slackFor(headTimeout))
 		x.uend += n
 		got += n
 		if err != nil && n == 0 {
@@ -372,10 +375,8 @@ func (c *conn) readResponse(u *upConn, x *exchange, reqHead bool, headTimeout in
 // would wait longer than watchAfter first waits watchAfter only; if nothing
 // came, the client connection is watched from then on (see clientWatch),
 // so that a client that leaves ends the wait.
-//
-// c may be nil (Transport): there is no client connection to watch.
 func (c *conn) readUpstream(u *upConn, p []byte, deadline, slack int64) (int, error) {
-	if c != nil && c.rawConn != nil && !c.watching {
+	if c.rawConn != nil && !c.watching {
 		if now := monoNow(); deadline-now > watchAfter {
 			u.setReadDeadline(now+watchAfter, slackFor(watchAfter))
 			n, err := u.nc.Read(p)
@@ -385,8 +386,20 @@ func (c *conn) readUpstream(u *upConn, p []byte, deadline, slack int64) (int, er
 			c.startWatch(u)
 		}
 	}
-	u.setReadDeadline(deadline, slack)
-	return u.nc.Read(p)
+	return u.read(p, deadline, slack)
+}
+
+// upstreamReader reads from an upstream connection under a deadline.
+type upstreamReader interface {
+	readUpstream(u *upConn, p []byte, deadline, slack int64) (int, error)
+}
+
+// unwatched reads from upstream connections with no client connection to
+// watch: Transport's, whose request context does that (watchContext).
+type unwatched struct{}
+
+func (unwatched) readUpstream(u *upConn, p []byte, deadline, slack int64) (int, error) {
+	return u.read(p, deadline, slack)
 }
 
 // watchAfter is how long an upstream may take to start answering before

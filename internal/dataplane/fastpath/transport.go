@@ -135,10 +135,7 @@ func (t *Transport) exchange(u *upConn, x *exchange, isHead bool) (got int, err 
 	if _, err := u.nc.Write(x.out); err != nil {
 		return 0, err
 	}
-	// A nil *conn reads without watching a client connection: the
-	// request context does that here (watchContext).
-	var noClient *conn
-	return noClient.readResponse(u, x, isHead, int64(cfg.ResponseHeaderTimeout))
+	return readResponse(unwatched{}, u, x, isHead, int64(cfg.ResponseHeaderTimeout))
 }
 
 // appendRequestHead appends req's HTTP/1.1 head as net/http's Transport
@@ -332,8 +329,7 @@ func (b *upstreamBody) Read(p []byte) (int, error) {
 // checks the context before it blames the upstream.)
 func (b *upstreamBody) read(p []byte) (int, error) {
 	readT := int64(b.t.s.cfg.UpstreamReadTimeout)
-	var noClient *conn
-	return noClient.readUpstream(b.u, p, monoNow()+readT, slackFor(readT))
+	return b.u.read(p, monoNow()+readT, slackFor(readT))
 }
 
 func (b *upstreamBody) readLength(p []byte) (int, error) {

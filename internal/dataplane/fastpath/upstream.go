@@ -39,6 +39,12 @@ func (u *upConn) setWriteDeadline(want, slack int64) {
 
 func (u *upConn) close() { _ = u.nc.Close() }
 
+// read reads into p with the read deadline at deadline (within slack).
+func (u *upConn) read(p []byte, deadline, slack int64) (int, error) {
+	u.setReadDeadline(deadline, slack)
+	return u.nc.Read(p)
+}
+
 // hostPool holds the idle connections to one endpoint, most recently used
 // last.
 type hostPool struct {
