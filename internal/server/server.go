@@ -176,6 +176,11 @@ func (s *Server) closeWebhook() {
 // HTTPAddr is the plain HTTP listener's address (nil when disabled).
 func (s *Server) HTTPAddr() net.Addr { return s.listeners.HTTPAddr() }
 
+// FastPathStats returns how many HTTP/1 connections the fast path was given
+// and how many of those it handed on to net/http (listener.FastPathStats);
+// both stay 0 with Config.DisableHTTP1FastPath.
+func (s *Server) FastPathStats() (served, handedOff uint64) { return s.listeners.FastPathStats() }
+
 // HTTPSAddr is the TLS listener's address (nil when disabled).
 func (s *Server) HTTPSAddr() net.Addr { return s.listeners.HTTPSAddr() }
 
