@@ -99,28 +99,14 @@ func (e *cfEnv) defaultBackend(t *testing.T) {
 	e.service(t, ns, "echo-service", cfEcho(t, "echo-service"))
 	e.ingress(t, ns, `
 metadata: {name: default-backend}
-spec:
-  ingressClassName: torii
-  defaultBackend:
-    service:
-      name: echo-service
-      port:
-        number: 8080
-`)
+`+conformance.DefaultBackendSpec)
 	e.waitStatus(t, ns, "default-backend")
 	e.waitRoutes(t, ns, "the catch-all served by echo-service", func(tbl controller.RouteTable, routes []controller.RouteInfo) bool {
 		return tbl.CatchAll != nil && len(tbl.CatchAll.Backend.Endpoints) == 1
 	})
-	for _, tc := range []struct{ method, host, path string }{
-		{"GET", "my-host", "/"},
-		{"GET", "my-host", "/sub-path"},
-		{"POST", "some-host", "/"},
-		{"PUT", "", "/resource"},
-		{"DELETE", "some-host", "/resource"},
-		{"PATCH", "my-host", "/resource"},
-	} {
-		t.Run(tc.method+" "+tc.host+tc.path, func(t *testing.T) {
-			r := e.do(t, tc.method, tc.host, tc.path)
+	for _, tc := range conformance.DefaultBackendCases {
+		t.Run(tc.Method+" "+tc.Host+tc.Path, func(t *testing.T) {
+			r := e.do(t, tc.Method, tc.Host, tc.Path)
 			if r.status != http.StatusOK || r.echo.Backend != "echo-service" {
 				t.Fatalf("got %d served by %q, want 200 from echo-service", r.status, r.echo.Backend)
 			}
@@ -132,12 +118,12 @@ spec:
 					t.Errorf("response header %s missing", h)
 				}
 			}
-			wantHost := tc.host
+			wantHost := tc.Host
 			if wantHost == "" {
 				wantHost = e.http // the client sends the URL's authority
 			}
-			if r.echo.Method != tc.method || r.echo.Path != tc.path || r.echo.Host != wantHost {
-				t.Errorf("backend saw %s %s Host %q, want %s %s Host %q", r.echo.Method, r.echo.Path, r.echo.Host, tc.method, tc.path, wantHost)
+			if r.echo.Method != tc.Method || r.echo.Path != tc.Path || r.echo.Host != wantHost {
+				t.Errorf("backend saw %s %s Host %q, want %s %s Host %q", r.echo.Method, r.echo.Path, r.echo.Host, tc.Method, tc.Path, wantHost)
 			}
 			if ua := r.echo.Headers["User-Agent"]; len(ua) != 1 || ua[0] != "Go-http-client/1.1" {
 				t.Errorf("backend saw User-Agent %q, want the client's Go-http-client/1.1", ua)
@@ -162,34 +148,7 @@ func (e *cfEnv) hostRules(t *testing.T) {
 	})
 	e.ingress(t, ns, `
 metadata: {name: host-rules}
-spec:
-  ingressClassName: torii
-  tls:
-    - hosts:
-        - foo.bar.com
-      secretName: conformance-tls
-  rules:
-    - host: "*.foo.com"
-      http:
-        paths:
-          - path: /
-            pathType: Prefix
-            backend:
-              service:
-                name: wildcard-foo-com
-                port:
-                  number: 8080
-    - host: foo.bar.com
-      http:
-        paths:
-          - path: /
-            pathType: Prefix
-            backend:
-              service:
-                name: foo-bar-com
-                port:
-                  name: http
-`)
+`+conformance.HostRulesSpec)
 	e.waitStatus(t, ns, "host-rules")
 	e.waitRoutes(t, ns, "both hosts with endpoints and the foo.bar.com certificate", func(tbl controller.RouteTable, routes []controller.RouteInfo) bool {
 		hasCert := slices.ContainsFunc(tbl.Certificates, func(c model.Certificate) bool {
@@ -302,16 +261,7 @@ func (e *cfEnv) ingressClass(t *testing.T) {
 	e.service(t, ns, "ingress-class-prefix", cfEcho(t, "ingress-class-prefix"))
 	e.ingress(t, ns, `
 metadata: {name: test-ingress-class}
-spec:
-  ingressClassName: some-invalid-class-name
-  rules:
-    - host: "ingress-class"
-      http:
-        paths:
-          - path: /
-            pathType: Prefix
-            backend: {service: {name: ingress-class-prefix, port: {number: 8080}}}
-`)
+`+conformance.IngressClassSpec)
 	// Another controller's Ingress, with the status that controller wrote.
 	e.ingress(t, ns, `
 metadata: {name: other-controller}
@@ -413,14 +363,7 @@ func (e *cfEnv) loadBalancing(t *testing.T) {
 	e.service(t, ns, "echo-service", backends...)
 	e.ingress(t, ns, `
 metadata: {name: load-balancing}
-spec:
-  ingressClassName: torii
-  defaultBackend:
-    service:
-      name: echo-service
-      port:
-        number: 8080
-`)
+`+conformance.DefaultBackendSpec)
 	e.waitStatus(t, ns, "load-balancing")
 	e.waitRoutes(t, ns, fmt.Sprintf("the catch-all with %d endpoints", pods), func(tbl controller.RouteTable, routes []controller.RouteInfo) bool {
 		return tbl.CatchAll != nil && len(tbl.CatchAll.Backend.Endpoints) == pods

@@ -21,31 +21,12 @@ func TestConformanceDefaultBackend(t *testing.T) {
 	tr := start(t, map[string]string{
 		"class.yaml":   classYAML,
 		"service.yaml": serviceYAML("conformance", "echo-service", echo),
-		"ingress.yaml": `apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: default-backend
-  namespace: conformance
-spec:
-  ingressClassName: torii
-  defaultBackend:
-    service:
-      name: echo-service
-      port:
-        number: 8080
-`,
+		"ingress.yaml": ingressYAML("default-backend", conformance.DefaultBackendSpec),
 	})
 	c := tr.client()
-	for _, tc := range []struct{ method, host, path string }{
-		{"GET", "my-host", "/"},
-		{"GET", "my-host", "/sub-path"},
-		{"POST", "some-host", "/"},
-		{"PUT", "", "/resource"},
-		{"DELETE", "some-host", "/resource"},
-		{"PATCH", "my-host", "/resource"},
-	} {
-		t.Run(tc.method+" "+tc.host+tc.path, func(t *testing.T) {
-			r := tr.do(c, tc.method, tc.host, tc.path, nil)
+	for _, tc := range conformance.DefaultBackendCases {
+		t.Run(tc.Method+" "+tc.Host+tc.Path, func(t *testing.T) {
+			r := tr.do(c, tc.Method, tc.Host, tc.Path, nil)
 			if r.status != http.StatusOK || r.servedBy() != "echo-service" {
 				t.Fatalf("got %d served by %q, want 200 from echo-service", r.status, r.servedBy())
 			}
@@ -57,8 +38,8 @@ spec:
 					t.Errorf("response header %s missing", h)
 				}
 			}
-			if r.echo.Method != tc.method || r.echo.Path != tc.path {
-				t.Errorf("backend saw %s %s, want %s %s", r.echo.Method, r.echo.Path, tc.method, tc.path)
+			if r.echo.Method != tc.Method || r.echo.Path != tc.Path {
+				t.Errorf("backend saw %s %s, want %s %s", r.echo.Method, r.echo.Path, tc.Method, tc.Path)
 			}
 			if ua := r.echo.Headers["User-Agent"]; len(ua) != 1 || ua[0] != "Go-http-client/1.1" {
 				t.Errorf("backend saw User-Agent %q, want the client's Go-http-client/1.1", ua)
@@ -75,39 +56,7 @@ func TestConformanceHostRules(t *testing.T) {
 		"class.yaml":    classYAML,
 		"services.yaml": serviceYAML("conformance", "wildcard-foo-com", wildcard) + "---\n" + serviceYAML("conformance", "foo-bar-com", foobar),
 		"secret.yaml":   tlsSecretYAML("conformance", "conformance-tls", certPEM, keyPEM),
-		"ingress.yaml": `apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: host-rules
-  namespace: conformance
-spec:
-  ingressClassName: torii
-  tls:
-    - hosts:
-        - foo.bar.com
-      secretName: conformance-tls
-  rules:
-    - host: "*.foo.com"
-      http:
-        paths:
-          - path: /
-            pathType: Prefix
-            backend:
-              service:
-                name: wildcard-foo-com
-                port:
-                  number: 8080
-    - host: foo.bar.com
-      http:
-        paths:
-          - path: /
-            pathType: Prefix
-            backend:
-              service:
-                name: foo-bar-com
-                port:
-                  name: http
-`,
+		"ingress.yaml":  ingressYAML("host-rules", conformance.HostRulesSpec),
 	})
 
 	t.Run("TLS to matching host verifies the certificate", func(t *testing.T) {
@@ -172,12 +121,7 @@ func TestConformancePathRules(t *testing.T) {
 	tr := start(t, map[string]string{
 		"class.yaml":    classYAML,
 		"services.yaml": services.String(),
-		"ingress.yaml": `apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: path-rules
-  namespace: conformance
-` + conformance.PathRulesSpec,
+		"ingress.yaml":  ingressYAML("path-rules", conformance.PathRulesSpec),
 	})
 	for _, tc := range conformance.PathRulesCases {
 		t.Run(tc.Host+tc.Path, func(t *testing.T) {
@@ -203,21 +147,7 @@ func TestConformanceIngressClass(t *testing.T) {
 	tr := start(t, map[string]string{
 		"class.yaml":   classYAML,
 		"service.yaml": serviceYAML("conformance", "ingress-class-prefix", b),
-		"ingress.yaml": `apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: test-ingress-class
-  namespace: conformance
-spec:
-  ingressClassName: some-invalid-class-name
-  rules:
-    - host: "ingress-class"
-      http:
-        paths:
-          - path: /
-            pathType: Prefix
-            backend: {service: {name: ingress-class-prefix, port: {number: 8080}}}
-`,
+		"ingress.yaml": ingressYAML("test-ingress-class", conformance.IngressClassSpec),
 	})
 	if r := tr.get("ingress-class", "/"); r.status != http.StatusNotFound || r.servedBy() != "" {
 		t.Fatalf("foreign-class Ingress served: got %d from %q", r.status, r.servedBy())
@@ -236,19 +166,7 @@ func TestConformanceLoadBalancing(t *testing.T) {
 	tr := start(t, map[string]string{
 		"class.yaml":   classYAML,
 		"service.yaml": serviceYAML("conformance", "echo-service", pods...),
-		"ingress.yaml": `apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: load-balancing
-  namespace: conformance
-spec:
-  ingressClassName: torii
-  defaultBackend:
-    service:
-      name: echo-service
-      port:
-        number: 8080
-`,
+		"ingress.yaml": ingressYAML("load-balancing", conformance.DefaultBackendSpec),
 	})
 	c := tr.client()
 	seen := map[string]int{}
@@ -267,4 +185,10 @@ spec:
 			t.Errorf("round-robin uneven: %s got %d of 100", name, n)
 		}
 	}
+}
+
+// ingressYAML is the manifest of the Ingress name in namespace conformance
+// with spec (YAML, from "spec:").
+func ingressYAML(name, spec string) string {
+	return "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: " + name + "\n  namespace: conformance\n" + spec
 }
