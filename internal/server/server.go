@@ -135,6 +135,7 @@ func New(cfg Config) (*Server, error) {
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		DrainTimeout:      cfg.DrainTimeout,
+		ClientSendTimeout: cfg.Proxy.ClientSendTimeout,
 		Logger:            log,
 		OnConnState:       func(delta int) { s.metrics.ActiveConnections.Add(float64(delta)) },
 		// Refusals are rare (attacks, broken clients), so the label lookup

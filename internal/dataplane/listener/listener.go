@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/torii-dev/torii/internal/dataplane/defaults"
 )
 
 // Defaults for zero Config fields.
@@ -22,6 +24,7 @@ const (
 	DefaultIdleTimeout       = 75 * time.Second
 	DefaultMaxHeaderBytes    = 60 << 10
 	DefaultDrainTimeout      = 30 * time.Second
+	DefaultClientSendTimeout = defaults.ClientSendTimeout
 )
 
 const (
@@ -57,6 +60,11 @@ type Config struct {
 	// DrainTimeout is how long Serve waits for in-flight requests after its
 	// context is done. Zero means DefaultDrainTimeout.
 	DrainTimeout time.Duration
+	// ClientSendTimeout closes an HTTP/2 connection whose peer accepts no
+	// bytes for this long, as nginx's send_timeout does. Zero means
+	// DefaultClientSendTimeout. (HTTP/1 responses are bounded per write by
+	// the proxy and the fast path.)
+	ClientSendTimeout time.Duration
 	// Logger receives the servers' own messages. Nil discards them.
 	Logger *slog.Logger
 	// OnConnState, if set, is called with +1 when a connection is accepted
@@ -166,12 +174,13 @@ func New(cfg Config) (*Server, error) {
 	if cfg.HTTPSAddr != "" && cfg.TLSConfig == nil {
 		return nil, errors.New("listener: TLSConfig is required with HTTPSAddr")
 	}
-	if cfg.ReadHeaderTimeout < 0 || cfg.IdleTimeout < 0 || cfg.DrainTimeout < 0 || cfg.MaxHeaderBytes < 0 {
+	if cfg.ReadHeaderTimeout < 0 || cfg.IdleTimeout < 0 || cfg.DrainTimeout < 0 || cfg.ClientSendTimeout < 0 || cfg.MaxHeaderBytes < 0 {
 		return nil, errors.New("listener: timeouts and MaxHeaderBytes must not be negative")
 	}
 	cfg.ReadHeaderTimeout = orDefault(cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 	cfg.IdleTimeout = orDefault(cfg.IdleTimeout, DefaultIdleTimeout)
 	cfg.DrainTimeout = orDefault(cfg.DrainTimeout, DefaultDrainTimeout)
+	cfg.ClientSendTimeout = orDefault(cfg.ClientSendTimeout, DefaultClientSendTimeout)
 	cfg.MaxHeaderBytes = orDefault(cfg.MaxHeaderBytes, DefaultMaxHeaderBytes)
 	log := cfg.Logger
 	if log == nil {
@@ -607,10 +616,12 @@ func (s *Server) serveHTTP2(ctx context.Context, tc *trackedConn, c net.Conn) {
 	if testHookServeHTTP2 != nil {
 		testHookServeHTTP2()
 	}
-	s.h2.ServeConn(c, &http2.ServeConnOpts{Context: ctx, BaseConfig: s.h1, Handler: s.cfg.Handler})
+	// The HTTP/2 server's writes are batched; see writeBehindConn.
+	wc := newWriteBehindConn(c, s.cfg.ClientSendTimeout)
+	s.h2.ServeConn(wc, &http2.ServeConnOpts{Context: ctx, BaseConfig: s.h1, Handler: s.cfg.Handler})
 	// ServeConn does not close a connection it refuses at once (bad TLS
 	// parameters).
-	c.Close()
+	wc.Close()
 }
 
 // connState follows net/http's view of HTTP/1 connections for the guard.

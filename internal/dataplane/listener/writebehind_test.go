@@ -1,0 +1,252 @@
+package listener
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// countingConn counts the writes that reach the connection under test.
+type countingConn struct {
+	net.Conn
+	writes atomic.Int32
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// readAllAsync reads c until EOF or error and sends what it got.
+func readAllAsync(c net.Conn) <-chan []byte {
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(c)
+		got <- b
+	}()
+	return got
+}
+
+func receive(t *testing.T, got <-chan []byte) []byte {
+	t.Helper()
+	select {
+	case b := <-got:
+		return b
+	case <-time.After(10 * time.Second):
+		t.Fatal("the peer received nothing within 10s")
+		return nil
+	}
+}
+
+// returnsWithin runs f and reports whether it returned within d.
+func returnsWithin(d time.Duration, f func()) (<-chan struct{}, bool) {
+	done := make(chan struct{})
+	go func() {
+		f()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return done, true
+	case <-time.After(d):
+		return done, false
+	}
+}
+
+func TestWriteBehindBatchesWhileThePeerIsBusy(t *testing.T) {
+	server, client := net.Pipe()
+	defer client.Close()
+	counted := &countingConn{Conn: server}
+	c := newWriteBehindConn(counted, time.Minute)
+
+	// net.Pipe has no buffer: the first batch's write waits until the peer
+	// reads, and every Write meanwhile must return at once and join the
+	// next batch.
+	var want bytes.Buffer
+	for i := range 100 {
+		piece := fmt.Sprintf("frame %03d;", i)
+		want.WriteString(piece)
+		if _, ok := returnsWithin(5*time.Second, func() {
+			if _, err := c.Write([]byte(piece)); err != nil {
+				t.Errorf("write %d: %v", i, err)
+			}
+		}); !ok {
+			t.Fatalf("write %d waited for the peer", i)
+		}
+	}
+	got := readAllAsync(client)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if b := receive(t, got); !bytes.Equal(b, want.Bytes()) {
+		t.Fatalf("peer got %q, want %q", b, want.Bytes())
+	}
+	// One write for the first piece, one for the 99 queued behind it; the
+	// writer may also have been quick enough to split once more.
+	if n := counted.writes.Load(); n > 3 {
+		t.Errorf("100 writes reached the socket as %d writes, want at most 3", n)
+	}
+	if _, err := c.Write([]byte("late")); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("write after Close: %v, want net.ErrClosed", err)
+	}
+}
+
+func TestWriteBehindBlocksWhenTheQueueIsFull(t *testing.T) {
+	server, client := net.Pipe()
+	defer client.Close()
+	c := newWriteBehindConn(server, time.Minute)
+	defer c.Close()
+
+	chunk := bytes.Repeat([]byte("x"), writeBehindLimit)
+	// The first chunk is taken by the writer, which blocks on the pipe;
+	// the second fills the queue; the third must wait for room.
+	for i := range 2 {
+		if _, ok := returnsWithin(5*time.Second, func() { _, _ = c.Write(chunk) }); !ok {
+			t.Fatalf("write %d blocked with room in the queue", i)
+		}
+	}
+	third, ok := returnsWithin(100*time.Millisecond, func() { _, _ = c.Write([]byte("!")) })
+	if ok {
+		t.Fatal("a write past writeBehindLimit returned while the peer read nothing")
+	}
+	got := make([]byte, 2*writeBehindLimit+1)
+	if _, err := io.ReadFull(client, got); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-third:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the blocked write did not return once the peer read")
+	}
+	if got[len(got)-1] != '!' || bytes.Count(got, []byte("x")) != 2*writeBehindLimit {
+		t.Fatal("bytes lost or reordered across the full queue")
+	}
+}
+
+func TestWriteBehindReportsAFailedWrite(t *testing.T) {
+	server, client := net.Pipe()
+	c := newWriteBehindConn(server, time.Minute)
+	defer c.Close()
+	client.Close()
+
+	// The write that fails has already returned; a later one reports it.
+	var err error
+	for i := 0; i < 100 && err == nil; i++ {
+		_, err = c.Write([]byte("frame"))
+		time.Sleep(time.Millisecond)
+	}
+	if !errors.Is(err, io.ErrClosedPipe) {
+		t.Fatalf("writes to a closed peer: %v, want io.ErrClosedPipe", err)
+	}
+}
+
+func TestWriteBehindSendTimeout(t *testing.T) {
+	server, client := net.Pipe()
+	defer client.Close()
+	c := newWriteBehindConn(server, 50*time.Millisecond)
+	defer c.Close()
+
+	// The peer never reads: the writer's write must fail after the send
+	// timeout, and a Write report it.
+	var err error
+	deadline := time.Now().Add(5 * time.Second)
+	for err == nil && time.Now().Before(deadline) {
+		_, err = c.Write([]byte("frame"))
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("writes to a peer that reads nothing: %v, want os.ErrDeadlineExceeded", err)
+	}
+}
+
+func TestWriteBehindCloseIsBoundedWhenThePeerReadsNothing(t *testing.T) {
+	server, client := net.Pipe()
+	defer client.Close()
+	c := newWriteBehindConn(server, time.Hour)
+	if _, err := c.Write([]byte("GOAWAY")); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, ok := returnsWithin(writeBehindCloseTimeout+5*time.Second, func() { c.Close() }); !ok {
+		t.Fatal("Close waited on a peer that reads nothing")
+	}
+	if d := time.Since(start); d < writeBehindCloseTimeout/2 {
+		t.Errorf("Close returned after %v without giving the queued bytes a chance", d)
+	}
+}
+
+func TestWriteBehindKeepsConnectionState(t *testing.T) {
+	serverCfg, clientCfg := tlsSetup(t)
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	tc := tls.Server(a, serverCfg)
+	go func() { _ = tls.Client(b, clientCfg).Handshake() }()
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	c := newWriteBehindConn(tc, time.Minute)
+	st, ok := c.(interface{ ConnectionState() tls.ConnectionState })
+	if !ok {
+		t.Fatal("the wrapped *tls.Conn lost its ConnectionState method")
+	}
+	if st.ConnectionState().Version != tc.ConnectionState().Version || !st.ConnectionState().HandshakeComplete {
+		t.Error("ConnectionState is not the *tls.Conn's")
+	}
+}
+
+// TestHTTP2ClientSendTimeout: a client that opens huge flow-control windows
+// and then reads nothing must not hold an HTTP/2 connection (and the
+// server's goroutines and buffers with it) forever.
+func TestHTTP2ClientSendTimeout(t *testing.T) {
+	const sendTimeout = 300 * time.Millisecond
+	handlerDone := make(chan int64, 1)
+	ts := startServer(t, Config{
+		ClientSendTimeout: sendTimeout,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			chunk := bytes.Repeat([]byte("x"), 1<<20)
+			var sent int64
+			// Bounded: 1 GiB is far more than loopback socket buffers hold.
+			for range 1024 {
+				if _, err := w.Write(chunk); err != nil {
+					break
+				}
+				sent += int64(len(chunk))
+			}
+			handlerDone <- sent
+		}),
+	})
+	h := dialH2C(t, ts.HTTPAddr().String())
+	if err := h.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 30}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.fr.WriteWindowUpdate(0, 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	h.request(t, 1) // reads up to the response headers, then nothing more
+
+	select {
+	case sent := <-handlerDone:
+		if sent >= 1<<30 {
+			t.Fatalf("the handler wrote all %d bytes to a client that reads nothing", sent)
+		}
+	case <-time.After(ioTimeout):
+		t.Fatal("a client that reads nothing held the connection past the send timeout")
+	}
+	// The connection is closed: after the bytes in flight, reading ends.
+	_ = h.c.SetReadDeadline(time.Now().Add(ioTimeout))
+	if _, err := io.Copy(io.Discard, h.c); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("reading the rest: %v, want EOF or a reset", err)
+	}
+}
