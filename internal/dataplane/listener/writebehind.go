@@ -135,6 +135,15 @@ func (c *writeBehindConn) renewDeadline() {
 	}
 }
 
+// SetWriteDeadline does nothing: the write deadline belongs to the writer
+// goroutine (sendTimeout), and a write returning is no longer a sign that
+// the peer took the bytes, so a caller's deadline would not mean what it
+// says.
+func (c *writeBehindConn) SetWriteDeadline(time.Time) error { return nil }
+
+// SetDeadline sets the read deadline only; see SetWriteDeadline.
+func (c *writeBehindConn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
+
 func releaseBatch(b *[]byte) {
 	if cap(*b) > writeBehindBufSize {
 		return
