@@ -1,6 +1,7 @@
 package listener
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
 	"errors"
@@ -111,10 +112,12 @@ func TestWriteBehindBlocksWhenTheQueueIsFull(t *testing.T) {
 	chunk := bytes.Repeat([]byte("x"), writeBehindLimit)
 	// The first chunk is taken by the writer, which blocks on the pipe;
 	// the second fills the queue; the third must wait for room.
-	for i := range 2 {
-		if _, ok := returnsWithin(5*time.Second, func() { _, _ = c.Write(chunk) }); !ok {
-			t.Fatalf("write %d blocked with room in the queue", i)
-		}
+	if _, ok := returnsWithin(5*time.Second, func() { _, _ = c.Write(chunk) }); !ok {
+		t.Fatal("the first write blocked on an empty queue")
+	}
+	waitTaken(t, c.(*writeBehindConn))
+	if _, ok := returnsWithin(5*time.Second, func() { _, _ = c.Write(chunk) }); !ok {
+		t.Fatal("a write blocked with room in the queue")
 	}
 	third, ok := returnsWithin(100*time.Millisecond, func() { _, _ = c.Write([]byte("!")) })
 	if ok {
@@ -132,6 +135,20 @@ func TestWriteBehindBlocksWhenTheQueueIsFull(t *testing.T) {
 	if got[len(got)-1] != '!' || bytes.Count(got, []byte("x")) != 2*writeBehindLimit {
 		t.Fatal("bytes lost or reordered across the full queue")
 	}
+}
+
+// waitTaken waits until the writer goroutine has taken everything queued.
+func waitTaken(t *testing.T, c *writeBehindConn) {
+	t.Helper()
+	for deadline := time.Now().Add(ioTimeout); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		c.mu.Lock()
+		taken := c.pending == nil
+		c.mu.Unlock()
+		if taken {
+			return
+		}
+	}
+	t.Fatal("the writer did not take the queued bytes")
 }
 
 func TestWriteBehindReportsAFailedWrite(t *testing.T) {
@@ -248,5 +265,43 @@ func TestHTTP2ClientSendTimeout(t *testing.T) {
 	_ = h.c.SetReadDeadline(time.Now().Add(ioTimeout))
 	if _, err := io.Copy(io.Discard, h.c); err != nil && !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("reading the rest: %v, want EOF or a reset", err)
+	}
+}
+
+// TestHTTP2FlushReachesClient: what a handler flushes must reach the client
+// while the handler waits, not when the next write or the end of the
+// stream pushes the write-behind queue along.
+func TestHTTP2FlushReachesClient(t *testing.T) {
+	serverTLS, clientTLS := tlsSetup(t)
+	gotFirst := make(chan struct{})
+	ts := startServer(t, Config{
+		HTTPSAddr: "127.0.0.1:0",
+		TLSConfig: serverTLS,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "first\n")
+			http.NewResponseController(w).Flush()
+			select {
+			case <-gotFirst:
+				io.WriteString(w, "second\n")
+			case <-time.After(ioTimeout):
+			}
+		}),
+	})
+	client := &http.Client{Timeout: 2 * ioTimeout, Transport: &http.Transport{TLSClientConfig: clientTLS, ForceAttemptHTTP2: true}}
+	res, err := client.Get("https://" + ts.HTTPSAddr().String() + "/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.ProtoMajor != 2 {
+		t.Fatalf("served over %s, want HTTP/2", res.Proto)
+	}
+	br := bufio.NewReader(res.Body)
+	if line, err := br.ReadString('\n'); err != nil || line != "first\n" {
+		t.Fatalf("first chunk: %q, %v", line, err)
+	}
+	close(gotFirst)
+	if rest, err := io.ReadAll(br); err != nil || string(rest) != "second\n" {
+		t.Fatalf("rest: %q, %v", rest, err)
 	}
 }
