@@ -19,28 +19,38 @@ import (
 // the bytes and returns, and a goroutine writes everything that has
 // accumulated since its previous write as one. Order is kept (one writer,
 // one queue), backpressure is kept (Write blocks while writeBehindLimit
-// bytes wait), and the first write error is returned by every later Write.
+// bytes wait), and the first write error is returned by every later Write
+// and closes the connection.
 const (
 	// writeBehindLimit is how many bytes may wait before Write blocks. A
 	// few maximum-size DATA frames: enough to batch, little to hold.
 	writeBehindLimit = 64 << 10
-	// writeBehindBufSize is the size of the pooled batch buffers; a batch
-	// that outgrew it is left to the garbage collector.
-	writeBehindBufSize = 16 << 10
+	// smallBatchSize holds a maximum-size DATA frame (16 KiB and a 9-byte
+	// header) with the frames around it: most batches.
+	smallBatchSize = 20 << 10
+	// largeBatchSize holds a full queue and the write that filled it. A
+	// larger batch (one Write of more than writeBehindLimit) is left to
+	// the garbage collector.
+	largeBatchSize = writeBehindLimit + smallBatchSize
 	// writeBehindCloseTimeout bounds how long Close waits for the bytes
 	// already accepted (a GOAWAY, the last frames) to reach a peer that
 	// reads slowly.
 	writeBehindCloseTimeout = time.Second
-	// deadlineSlack is how stale the write deadline may get before it is
-	// pushed forward: setting one costs a timer update, so it is renewed
-	// at most about once a second, as in package proxy.
-	deadlineSlack = time.Second
+	// maxDeadlineSlack bounds how stale the write deadline may get before
+	// it is pushed forward: setting one costs a timer update, so a busy
+	// connection renews it at most about once a second. The slack is also
+	// at most a sixteenth of the timeout, as in package proxy, so that
+	// the time a write gets stays between 15/16 of the timeout and all
+	// of it.
+	maxDeadlineSlack = time.Second
 )
 
-var writeBehindBufs = sync.Pool{New: func() any {
-	b := make([]byte, 0, writeBehindBufSize)
-	return &b
-}}
+// Batch buffers in two sizes, taken while bytes wait and given back once
+// written, so an idle connection holds none.
+var (
+	smallBatches = sync.Pool{New: func() any { b := make([]byte, 0, smallBatchSize); return &b }}
+	largeBatches = sync.Pool{New: func() any { b := make([]byte, 0, largeBatchSize); return &b }}
+)
 
 type writeBehindConn struct {
 	net.Conn
@@ -87,10 +97,7 @@ func (c *writeBehindConn) Write(p []byte) (int, error) {
 	if c.err != nil {
 		return 0, c.err
 	}
-	if c.pending == nil {
-		c.pending = writeBehindBufs.Get().(*[]byte)
-	}
-	*c.pending = append(*c.pending, p...)
+	c.queue(p)
 	if !c.writing {
 		c.writing = true
 		go c.writeBatches()
@@ -98,8 +105,24 @@ func (c *writeBehindConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// queue appends p to the pending batch, moving to a large buffer when a
+// small one would have to grow. It runs under mu.
+func (c *writeBehindConn) queue(p []byte) {
+	if c.pending == nil {
+		c.pending = smallBatches.Get().(*[]byte)
+	}
+	if need := len(*c.pending) + len(p); need > cap(*c.pending) && cap(*c.pending) < largeBatchSize {
+		large := largeBatches.Get().(*[]byte)
+		*large = append((*large)[:0], *c.pending...)
+		releaseBatch(c.pending)
+		c.pending = large
+	}
+	*c.pending = append(*c.pending, p...)
+}
+
 // writeBatches writes the queue until it is empty or a write fails.
 func (c *writeBehindConn) writeBatches() {
+	failed := false
 	c.mu.Lock()
 	for c.pending != nil && c.err == nil {
 		batch := c.pending
@@ -111,6 +134,7 @@ func (c *writeBehindConn) writeBatches() {
 		c.mu.Lock()
 		if err != nil && c.err == nil {
 			c.err = err
+			failed = true
 		}
 		c.cond.Broadcast()
 	}
@@ -121,6 +145,14 @@ func (c *writeBehindConn) writeBatches() {
 	c.writing = false
 	c.cond.Broadcast()
 	c.mu.Unlock()
+	if failed {
+		// The HTTP/2 server hears of the failure only at its next Write,
+		// which may never come (a stream waiting for a window update from
+		// a peer that stopped reading). Closing makes its read fail, and
+		// it tears the connection down. A second Close (its own, or
+		// Close's) is harmless.
+		_ = c.Conn.Close()
+	}
 }
 
 // renewDeadline runs under mu, so that it cannot undo Close's deadline.
@@ -128,8 +160,8 @@ func (c *writeBehindConn) renewDeadline() {
 	if c.sendTimeout <= 0 || c.closing {
 		return
 	}
-	now := time.Now()
-	if want := now.Add(c.sendTimeout); want.Sub(c.deadline) >= deadlineSlack {
+	slack := min(c.sendTimeout/16, maxDeadlineSlack)
+	if want := time.Now().Add(c.sendTimeout); want.Sub(c.deadline) >= slack {
 		c.deadline = want
 		_ = c.Conn.SetWriteDeadline(want)
 	}
@@ -138,18 +170,21 @@ func (c *writeBehindConn) renewDeadline() {
 // SetWriteDeadline does nothing: the write deadline belongs to the writer
 // goroutine (sendTimeout), and a write returning is no longer a sign that
 // the peer took the bytes, so a caller's deadline would not mean what it
-// says.
+// says. (The HTTP/2 server's WriteByteTimeout, which works through it, is
+// therefore not set; sendTimeout takes its place.)
 func (c *writeBehindConn) SetWriteDeadline(time.Time) error { return nil }
 
 // SetDeadline sets the read deadline only; see SetWriteDeadline.
 func (c *writeBehindConn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
 
 func releaseBatch(b *[]byte) {
-	if cap(*b) > writeBehindBufSize {
-		return
-	}
 	*b = (*b)[:0]
-	writeBehindBufs.Put(b)
+	switch cap(*b) {
+	case smallBatchSize:
+		smallBatches.Put(b)
+	case largeBatchSize:
+		largeBatches.Put(b)
+	}
 }
 
 // Close waits, up to writeBehindCloseTimeout, for the queued bytes to be

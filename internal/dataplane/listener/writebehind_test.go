@@ -159,9 +159,8 @@ func TestWriteBehindReportsAFailedWrite(t *testing.T) {
 
 	// The write that fails has already returned; a later one reports it.
 	var err error
-	for i := 0; i < 100 && err == nil; i++ {
+	for deadline := time.Now().Add(ioTimeout); err == nil && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
 		_, err = c.Write([]byte("frame"))
-		time.Sleep(time.Millisecond)
 	}
 	if !errors.Is(err, io.ErrClosedPipe) {
 		t.Fatalf("writes to a closed peer: %v, want io.ErrClosedPipe", err)
@@ -184,6 +183,61 @@ func TestWriteBehindSendTimeout(t *testing.T) {
 	}
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("writes to a peer that reads nothing: %v, want os.ErrDeadlineExceeded", err)
+	}
+}
+
+// TestWriteBehindRenewsTheDeadline: the send timeout bounds a pause, not the
+// connection's life; a peer that reads everything keeps its connection
+// however far apart the writes are.
+func TestWriteBehindRenewsTheDeadline(t *testing.T) {
+	server, client := net.Pipe()
+	defer client.Close()
+	const sendTimeout = 200 * time.Millisecond
+	c := newWriteBehindConn(server, sendTimeout)
+	got := readAllAsync(client)
+	var want bytes.Buffer
+	for i := range 4 {
+		piece := fmt.Sprintf("frame %d;", i)
+		want.WriteString(piece)
+		if _, err := c.Write([]byte(piece)); err != nil {
+			t.Fatalf("write %d, %v after the previous one: %v", i, 2*sendTimeout, err)
+		}
+		time.Sleep(2 * sendTimeout)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if b := receive(t, got); !bytes.Equal(b, want.Bytes()) {
+		t.Fatalf("peer got %q, want %q", b, want.Bytes())
+	}
+}
+
+// TestWriteBehindFailureClosesTheConnection: the HTTP/2 server may have
+// nothing more to write after the write that failed (a stream waiting for a
+// window update that will not come); the connection must close all the same,
+// so that the server's read fails and it lets go.
+func TestWriteBehindFailureClosesTheConnection(t *testing.T) {
+	server, client := net.Pipe()
+	defer client.Close()
+	c := newWriteBehindConn(server, 50*time.Millisecond).(*writeBehindConn)
+	defer c.Close()
+	if _, err := c.Write([]byte("HEADERS")); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(ioTimeout); ; time.Sleep(time.Millisecond) {
+		c.mu.Lock()
+		failed := c.err != nil
+		c.mu.Unlock()
+		if failed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the write to a peer that reads nothing did not time out")
+		}
+	}
+	_ = client.SetReadDeadline(time.Now().Add(ioTimeout))
+	if n, err := client.Read(make([]byte, 64)); !errors.Is(err, io.EOF) {
+		t.Fatalf("the peer's read after the failed write: %d bytes, %v; want EOF (closed)", n, err)
 	}
 }
 
