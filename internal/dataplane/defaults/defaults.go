@@ -20,6 +20,16 @@ const (
 	TunnelIdleTimeout   = 60 * time.Second
 )
 
+// RenewSlack is how far a deadline may fall behind "now + timeout" before it
+// is pushed forward. Renewing on every read or write would cost a runtime
+// timer update each time (and a message to the connection's serve loop on
+// HTTP/2); with the slack a busy transfer renews at most about once a
+// second, and the time an operation gets stays between 15/16 of the timeout
+// and all of it.
+func RenewSlack(timeout time.Duration) time.Duration {
+	return min(timeout/16, time.Second)
+}
+
 // Or sets *v to def when *v is zero or negative.
 func Or[T time.Duration | int](v *T, def T) {
 	if *v <= 0 {

@@ -1,3 +1,5 @@
-// Package defaults holds the configuration defaults the proxy and the HTTP/1
-// fast path share, so that both apply the same values to zero Config fields.
+// Package defaults holds the configuration defaults the proxy, the HTTP/1
+// fast path and the listener share, so that they apply the same values to
+// zero Config fields, and the one rule by which all three renew deadlines
+// (RenewSlack).
 package defaults

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/torii-dev/torii/internal/dataplane/defaults"
 )
 
 // upConn is one upstream connection. It is used by one request at a time.
@@ -276,9 +278,8 @@ func monoNow() int64 { return int64(time.Since(monoBase)) }
 
 func monoTime(ns int64) time.Time { return monoBase.Add(time.Duration(ns)) }
 
-// slackFor is how far a deadline may lag "now + timeout" before it is
-// renewed (proxy.renewSlack): renewing at most about once a second keeps
-// timer updates off the per-request path.
+// slackFor is defaults.RenewSlack in monoNow's units: renewing at most about
+// once a second keeps timer updates off the per-request path.
 func slackFor(timeout int64) int64 {
-	return min(timeout/16, int64(time.Second))
+	return int64(defaults.RenewSlack(time.Duration(timeout)))
 }

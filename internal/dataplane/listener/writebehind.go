@@ -5,6 +5,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/torii-dev/torii/internal/dataplane/defaults"
 )
 
 // The HTTP/2 server flushes its buffered frames each time its write queue
@@ -36,13 +38,6 @@ const (
 	// already accepted (a GOAWAY, the last frames) to reach a peer that
 	// reads slowly.
 	writeBehindCloseTimeout = time.Second
-	// maxDeadlineSlack bounds how stale the write deadline may get before
-	// it is pushed forward: setting one costs a timer update, so a busy
-	// connection renews it at most about once a second. The slack is also
-	// at most a sixteenth of the timeout, as in package proxy, so that
-	// the time a write gets stays between 15/16 of the timeout and all
-	// of it.
-	maxDeadlineSlack = time.Second
 )
 
 // Batch buffers in two sizes, taken while bytes wait and given back once
@@ -160,8 +155,9 @@ func (c *writeBehindConn) renewDeadline() {
 	if c.sendTimeout <= 0 || c.closing {
 		return
 	}
-	slack := min(c.sendTimeout/16, maxDeadlineSlack)
-	if want := time.Now().Add(c.sendTimeout); want.Sub(c.deadline) >= slack {
+	// Setting a deadline costs a timer update; the data plane's renewal rule
+	// keeps it to about one a second on a busy connection.
+	if want := time.Now().Add(c.sendTimeout); want.Sub(c.deadline) >= defaults.RenewSlack(c.sendTimeout) {
 		c.deadline = want
 		_ = c.Conn.SetWriteDeadline(want)
 	}

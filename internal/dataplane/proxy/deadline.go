@@ -3,6 +3,8 @@ package proxy
 import (
 	"net/http"
 	"time"
+
+	"github.com/torii-dev/torii/internal/dataplane/defaults"
 )
 
 // The idle timeouts (UpstreamReadTimeout, UpstreamSendTimeout,
@@ -26,13 +28,9 @@ func monoTime(ns int64) time.Time { return monoBase.Add(time.Duration(ns)) }
 // write return at once.
 var aLongTimeAgo = time.Unix(1, 0)
 
-// renewSlack is how far a deadline may fall behind "now + timeout" before it
-// is pushed forward again. Renewing on every call would cost a runtime timer
-// update per read on HTTP/1 and a message to the connection's serve loop on
-// HTTP/2; with the slack a busy transfer renews at most about once a second,
-// and the effective limit lies between timeout-slack and timeout.
+// renewSlack is defaults.RenewSlack in monoNow's units.
 func renewSlack(timeout time.Duration) int64 {
-	return int64(min(timeout/16, time.Second))
+	return int64(defaults.RenewSlack(timeout))
 }
 
 // idleDeadline is a deadline renewed on progress. It is not safe for
