@@ -547,10 +547,15 @@ func TestTransportRequestHead(t *testing.T) {
 // ttGetsOnConns sends requests GETs for /x to be, in turn with a fresh fast
 // path Transport and a fresh net/http one (be's connection count reset for
 // each): every answer's body must be body, and each must have opened
-// wantConns upstream connections.
-func ttGetsOnConns(t *testing.T, be *tcpBackend, requests int, body string, wantConns int64) {
+// wantConns upstream connections. With withRef false only the fast path is
+// checked, for answers where net/http's outcome is a race.
+func ttGetsOnConns(t *testing.T, be *tcpBackend, requests int, body string, wantConns int64, withRef bool) {
 	t.Helper()
-	for _, impl := range []string{"fastpath", "net/http"} {
+	impls := []string{"fastpath", "net/http"}
+	if !withRef {
+		impls = impls[:1]
+	}
+	for _, impl := range impls {
 		be.conns.Store(0)
 		var rt http.RoundTripper
 		if impl == "fastpath" {
@@ -622,7 +627,7 @@ func TestTransportReuse(t *testing.T) {
 				}
 			}
 		})
-		ttGetsOnConns(t, be, 3, "ok", 2)
+		ttGetsOnConns(t, be, 3, "ok", 2, true)
 	})
 	t.Run("upstream closed idle connection", func(t *testing.T) {
 		// Each connection is closed after its answer, while idle in the pool.
@@ -652,19 +657,26 @@ func TestTransportReuse(t *testing.T) {
 		}
 	})
 	// Answers after which the connection must not be reused although the
-	// backend keeps it open and answers on it.
-	for _, tc := range []struct{ name, answer, body string }{
-		{"bytes after the body", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokXX", "ok"},
-		{"bytes after a 204", "HTTP/1.1 204 No Content\r\n\r\nXX", ""},
-		{"close on 204", "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n", ""},
-		{"close on 304", "HTTP/1.1 304 Not Modified\r\nConnection: close\r\n\r\n", ""},
-		{"close with length", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", "ok"},
-		{"HTTP/1.0 204", "HTTP/1.0 204 No Content\r\n\r\n", ""},
-		{"HTTP/1.0 with length", "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", "ok"},
+	// backend keeps it open and answers on it. net/http is no reference for
+	// stray bytes after an answer: its read loop notices them only if its
+	// idle peek runs before the caller's next request takes the connection,
+	// and otherwise parses them as the start of the next answer ("XXHTTP/1.1",
+	// seen in CI). The fast path peeks before every reuse.
+	for _, tc := range []struct {
+		name, answer, body string
+		withRef            bool
+	}{
+		{"bytes after the body", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokXX", "ok", false},
+		{"bytes after a 204", "HTTP/1.1 204 No Content\r\n\r\nXX", "", false},
+		{"close on 204", "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n", "", true},
+		{"close on 304", "HTTP/1.1 304 Not Modified\r\nConnection: close\r\n\r\n", "", true},
+		{"close with length", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", "ok", true},
+		{"HTTP/1.0 204", "HTTP/1.0 204 No Content\r\n\r\n", "", true},
+		{"HTTP/1.0 with length", "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", "ok", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			be := ttNewRawServer(t, ttServeEach(func(string) string { return tc.answer }))
-			ttGetsOnConns(t, be, 2, tc.body, 2)
+			ttGetsOnConns(t, be, 2, tc.body, 2, tc.withRef)
 		})
 	}
 	t.Run("HTTP/1.0 keep-alive reused", func(t *testing.T) {
