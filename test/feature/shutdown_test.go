@@ -35,7 +35,7 @@ func TestGracefulShutdown(t *testing.T) {
 	srv, err := server.New(fromTestEnv(server.Config{
 		ManifestDir: dir, HTTPAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
 		Translate:           translate.Config{ControllerName: "torii.dev/ingress-controller", IngressClass: "torii"},
-		ShutdownGracePeriod: 500 * time.Millisecond,
+		ShutdownGracePeriod: 3 * time.Second, // room for the checks below on a busy machine
 		DrainTimeout:        5 * time.Second,
 	}))
 	if err != nil {

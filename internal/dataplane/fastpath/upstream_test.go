@@ -212,8 +212,14 @@ func TestUpstreamClosedPooledConnection(t *testing.T) {
 			if i%2 == 1 {
 				method, req = "POST", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx"
 			}
-			// Let the upstream's close arrive.
-			time.Sleep(20 * time.Millisecond)
+			// Let the upstream's close arrive: the fast path peeks before
+			// reuse, so once the backend has closed it sees the FIN;
+			// net/http learns of it in its connection's read goroutine,
+			// given a little more time.
+			ecWaitOpen(t, rb.tcpBackend, 0)
+			if !h.fastOn {
+				time.Sleep(50 * time.Millisecond)
+			}
 			res, body := c.roundTrip(method, req)
 			if res.StatusCode != 200 || body != "ok" {
 				t.Fatalf("request %d (%s): %d %q", i, method, res.StatusCode, body)

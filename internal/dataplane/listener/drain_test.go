@@ -215,7 +215,7 @@ func TestPipelinedHeadDoesNotTimeOutInFlightRequest(t *testing.T) {
 func TestWriteDeadlineLiftedBetweenRequests(t *testing.T) {
 	ts := startServer(t, Config{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/deadline" {
-			http.NewResponseController(w).SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+			http.NewResponseController(w).SetWriteDeadline(time.Now().Add(500 * time.Millisecond))
 		}
 		io.WriteString(w, r.URL.Path)
 	})})
@@ -228,7 +228,7 @@ func TestWriteDeadlineLiftedBetweenRequests(t *testing.T) {
 	br := bufio.NewReader(c)
 	for i, path := range []string{"/deadline", "/after"} {
 		if i > 0 {
-			time.Sleep(100 * time.Millisecond) // past the first deadline
+			time.Sleep(700 * time.Millisecond) // past the first deadline
 		}
 		io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n")
 		res, err := http.ReadResponse(br, nil)

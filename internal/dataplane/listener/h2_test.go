@@ -164,7 +164,7 @@ func TestPlainHTTPOnTLSPort(t *testing.T) {
 
 func TestTLSHandshakeTimeout(t *testing.T) {
 	serverTLS, clientTLS := tlsSetup(t)
-	ts := startServer(t, Config{HTTPSAddr: "127.0.0.1:0", TLSConfig: serverTLS, ReadHeaderTimeout: 300 * time.Millisecond})
+	ts := startServer(t, Config{HTTPSAddr: "127.0.0.1:0", TLSConfig: serverTLS, ReadHeaderTimeout: time.Second})
 	stuck, err := net.DialTimeout("tcp", ts.HTTPSAddr().String(), ioTimeout)
 	if err != nil {
 		t.Fatal(err)

@@ -192,17 +192,22 @@ func TestWriteBehindSendTimeout(t *testing.T) {
 func TestWriteBehindRenewsTheDeadline(t *testing.T) {
 	server, client := net.Pipe()
 	defer client.Close()
-	const sendTimeout = 200 * time.Millisecond
+	// Writes 1.5 timeouts apart, and under a second apart: a writer that
+	// renewed only once its deadline had fallen a whole second behind (as
+	// this one once did) fails the second write. The timeout is also what
+	// the reading goroutine gets to take each write off the pipe.
+	const sendTimeout = 600 * time.Millisecond
+	const gap = sendTimeout * 3 / 2
 	c := newWriteBehindConn(server, sendTimeout)
 	got := readAllAsync(client)
 	var want bytes.Buffer
-	for i := range 4 {
+	for i := range 3 {
 		piece := fmt.Sprintf("frame %d;", i)
 		want.WriteString(piece)
 		if _, err := c.Write([]byte(piece)); err != nil {
-			t.Fatalf("write %d, %v after the previous one: %v", i, 2*sendTimeout, err)
+			t.Fatalf("write %d, %v after the previous one: %v", i, gap, err)
 		}
-		time.Sleep(2 * sendTimeout)
+		time.Sleep(gap)
 	}
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
