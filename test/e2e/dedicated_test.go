@@ -361,7 +361,7 @@ func TestDedicatedMode(t *testing.T) {
 		var gk dedKids
 		eventually(t, "one set of children for the group", func() bool {
 			gk = dedGetKids(ctx, cs, dedNS, group)
-			return gk.complete() && len(gk.deploy.OwnerReferences) == 2
+			return gk.complete() && gk.ownerCounts(2)
 		})
 		a, err := cs.NetworkingV1().Ingresses(dedNS).Get(ctx, "a", metav1.GetOptions{})
 		if err != nil {
@@ -391,7 +391,7 @@ func TestDedicatedMode(t *testing.T) {
 		}
 		eventually(t, "the group down to b", func() bool {
 			gk = dedGetKids(ctx, cs, dedNS, group)
-			return gk.complete() && len(gk.deploy.OwnerReferences) == 1 && !slices.Contains(gk.deploy.Spec.Template.Spec.Containers[0].Args, "--only-ingress=shop/a")
+			return gk.complete() && gk.ownerCounts(1) && !slices.Contains(gk.deploy.Spec.Template.Spec.Containers[0].Args, "--only-ingress=shop/a")
 		})
 		gk.checkOwners(t, []*networkingv1.Ingress{b})
 
@@ -631,6 +631,18 @@ func (k dedKids) none() bool {
 
 func (k dedKids) objects() []metav1.Object {
 	return []metav1.Object{k.deploy, k.svc, k.pdb, k.sa, k.role, k.binding}
+}
+
+// ownerCounts reports whether every child has n owner references. The
+// controller updates the children one after another (the Deployment before
+// its PodDisruptionBudget), so a test waits for all of them.
+func (k dedKids) ownerCounts(n int) bool {
+	for _, o := range k.objects() {
+		if len(o.GetOwnerReferences()) != n {
+			return false
+		}
+	}
+	return true
 }
 
 // checkOwners asserts that every child is owned by exactly the Ingresses,
