@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/net/http2"
 
@@ -265,22 +266,35 @@ func TestMetricsCountRequestsAndReloads(t *testing.T) {
 		tr.get("app.example", "/")
 	}
 	tr.get("nowhere.example", "/")
-	resp, err := http.Get("http://" + tr.admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, line := range []string{
+	want := []string{
 		`torii_http_requests_total{class="2xx"} 3`,
 		`torii_http_requests_total{class="4xx"} 1`,
 		`torii_config_last_reload_successful 1`,
 		`torii_config_generation 1`,
 		`torii_routes 1`,
-	} {
-		if !strings.Contains(string(body), "\n"+line+"\n") {
-			t.Errorf("metrics lack %q", line)
+	}
+	// A request is counted once its answer is written, so the client can
+	// read the last answer a moment before it is counted: poll.
+	var missing []string
+	for deadline := time.Now().Add(waitTimeout); ; time.Sleep(5 * time.Millisecond) {
+		resp, err := http.Get("http://" + tr.admin + "/metrics")
+		if err != nil {
+			t.Fatal(err)
 		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		missing = missing[:0]
+		for _, line := range want {
+			if !strings.Contains(string(body), "\n"+line+"\n") {
+				missing = append(missing, line)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, line := range missing {
+		t.Errorf("metrics lack %q", line)
 	}
 }
 
