@@ -168,7 +168,7 @@ func TestEarlyCloseUnsolicitedBytes(t *testing.T) {
 			// net/http notices stray bytes only in its connection's read
 			// goroutine, and reuses the connection if that runs late: wait
 			// until it has dropped it (the backend then reads EOF).
-			ecWaitOpen(t, b.tcpBackend, 0)
+			waitFor(t, "net/http to drop the connection", func() bool { return b.open.Load() == 0 })
 		}
 		res, body := c.roundTrip("GET", get("a", "/two"))
 		if res.StatusCode != 200 || body != "real /two" {
@@ -181,17 +181,6 @@ func TestEarlyCloseUnsolicitedBytes(t *testing.T) {
 			t.Fatalf("backend accepted %d connections, want 2", got)
 		}
 	})
-}
-
-// ecWaitOpen waits until be has open connections open, up to testTimeout.
-func ecWaitOpen(t *testing.T, be *tcpBackend, open int64) {
-	t.Helper()
-	for deadline := time.Now().Add(testTimeout); be.open.Load() != open; {
-		if time.Now().After(deadline) {
-			t.Fatalf("the backend still has %d open connections after %v, want %d", be.open.Load(), testTimeout, open)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // ecStats is what a soak client saw.

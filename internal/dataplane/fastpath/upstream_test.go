@@ -216,7 +216,7 @@ func TestUpstreamClosedPooledConnection(t *testing.T) {
 			// reuse, so once the backend has closed it sees the FIN;
 			// net/http learns of it in its connection's read goroutine,
 			// given a little more time.
-			ecWaitOpen(t, rb.tcpBackend, 0)
+			waitFor(t, "the backend to close its connection", func() bool { return rb.open.Load() == 0 })
 			if !h.fastOn {
 				time.Sleep(50 * time.Millisecond)
 			}
@@ -487,18 +487,24 @@ func TestClientDisconnectCancelsUpstream(t *testing.T) {
 					t.Fatalf("client received %q (%v), want the connection closed without a response", raw, err)
 				}
 				// The request may be counted a moment after its connection
-				// closed: poll.
+				// closed.
 				var m string
-				for deadline := time.Now().Add(testTimeout); ; time.Sleep(5 * time.Millisecond) {
-					if m = counters(t, h); strings.Contains(m, "class=4xx") || time.Now().After(deadline) {
-						break
-					}
-				}
-				if strings.Contains(m, "upstream_failures") || !strings.Contains(m, "class=4xx") {
-					t.Errorf("metrics:\n%s\nwant a 499 and no upstream failure", m)
+				waitFor(t, "the 499 counted", func() bool { m = counters(t, h); return strings.Contains(m, "class=4xx") })
+				if strings.Contains(m, "upstream_failures") {
+					t.Errorf("metrics:\n%s\nwant no upstream failure", m)
 				}
 			})
 		})
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after testTimeout.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(testTimeout); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", testTimeout, what)
+		}
 	}
 }
 
