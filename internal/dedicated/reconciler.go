@@ -32,6 +32,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/torii-dev/torii/internal/apis/toriiv1alpha1"
+	"github.com/torii-dev/torii/internal/status"
 	"github.com/torii-dev/torii/internal/store"
 	"github.com/torii-dev/torii/internal/translate"
 )
@@ -63,6 +64,9 @@ type Config struct {
 	Image string
 	// Logger receives changes and failures; nil discards.
 	Logger *slog.Logger
+	// OnProblems is called from the reconcile loop whenever the set of
+	// Problems changes, so that the caller reports it; it must not block.
+	OnProblems func()
 }
 
 // Reconciler keeps the children of every dedicated unit as desired: it
@@ -82,8 +86,9 @@ type Reconciler struct {
 	synced atomic.Bool
 	kick   chan struct{} // buffered 1
 
-	mu   sync.Mutex
-	plan *Plan
+	mu       sync.Mutex
+	plan     *Plan
+	problems []status.Problem // of the last pass; see Problems
 
 	// Touched only by the reconcile loop (one at a time).
 	applied map[string]record
@@ -323,6 +328,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 	}
 	want := map[string]bool{}
 	var errs []error
+	var problems []status.Problem
 	keepAll := false
 	units := make(map[string]bool, len(plan.Units))
 	for _, u := range plan.Units {
@@ -346,6 +352,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 			want[it.kind.key(it.ns, it.name)] = true
 			if err := r.apply(ctx, it); err != nil {
 				errs = append(errs, err)
+				problems = append(problems, applyProblems(u, err)...)
 			}
 		}
 	}
@@ -364,7 +371,51 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 			}
 		}
 	}
+	if ctx.Err() == nil {
+		// Failures of a pass cut short by a lost lease are not the
+		// children's: keep the last complete pass's.
+		r.setProblems(problems)
+	}
 	return errors.Join(errs...)
+}
+
+// ReasonApplyFailed is the Warning on an Ingress whose dedicated proxy's
+// children the API server refuses (a ResourceQuota, an admission policy,
+// missing permissions).
+const ReasonApplyFailed = "DedicatedApplyFailed"
+
+// applyProblems is the Warning, on each Ingress of u, that one of its
+// children could not be applied.
+func applyProblems(u *Unit, err error) []status.Problem {
+	msg := "cannot create or update this Ingress's dedicated proxy; retrying with backoff: " + err.Error()
+	out := make([]status.Problem, 0, len(u.Ingresses))
+	for _, ing := range u.Ingresses {
+		out = append(out, status.Problem{Object: ingressRef(ing), Reason: ReasonApplyFailed, Message: msg})
+	}
+	return out
+}
+
+// Problems returns the Warnings of the last reconcile pass: the Ingresses
+// whose dedicated proxy could not be applied, and why. Only the leader
+// reconciles, so only its Problems are current.
+func (r *Reconciler) Problems() []status.Problem {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.problems)
+}
+
+// setProblems records a pass's Problems and tells OnProblems when they
+// changed.
+func (r *Reconciler) setProblems(problems []status.Problem) {
+	r.mu.Lock()
+	changed := !slices.Equal(r.problems, problems)
+	if changed {
+		r.problems = problems
+	}
+	r.mu.Unlock()
+	if changed && r.cfg.OnProblems != nil {
+		r.cfg.OnProblems()
+	}
 }
 
 // items builds the apply bodies of a unit's children.

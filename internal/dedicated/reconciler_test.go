@@ -2,17 +2,22 @@ package dedicated
 
 import (
 	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/torii-dev/torii/internal/apis/toriiv1alpha1"
 	"github.com/torii-dev/torii/internal/store"
@@ -115,5 +120,63 @@ func TestReconcile(t *testing.T) {
 	}
 	if _, err := c.CoreV1().Services("shop").Get(ctx, unit, metav1.GetOptions{}); err == nil {
 		t.Errorf("the Service outlived its Ingress")
+	}
+}
+
+// TestReconcileApplyRefused: a child the API server refuses (here a
+// ResourceQuota on load-balancer Services) becomes a Warning on the
+// Ingress, reported once, and clears when the apply goes through.
+func TestReconcileApplyRefused(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := fake.NewClientset()
+	var refuse atomic.Bool
+	refuse.Store(true)
+	c.PrependReactor("patch", "services", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		if !refuse.Load() {
+			return false, nil, nil
+		}
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "services"}, action.(k8stesting.PatchAction).GetName(),
+			errors.New("exceeded quota: lb, requested: services.loadbalancers=1, used: services.loadbalancers=0, limited: services.loadbalancers=0"))
+	})
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+		map[schema.GroupVersionResource]string{toriiv1alpha1.GroupVersionResource: "IngressClassConfigList"})
+	var calls atomic.Int32
+	r, err := New(Config{Client: c, Dynamic: dyn, Translate: tcfg, Image: "img", OnProblems: func() { calls.Add(1) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go r.configs.RunWithContext(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "caches", func() bool { return r.synced.Load() && r.configs.HasSynced() })
+
+	ing := ingress("shop", "web", "c", "")
+	ing.UID = "uid-web"
+	view := &store.Objects{IngressClasses: []*networkingv1.IngressClass{class("c", "ded")}, Ingresses: []*networkingv1.Ingress{ing}}
+	r.SetPlan(BuildPlan(tcfg, view, configs(config("ded", toriiv1alpha1.ModeDedicated))))
+	for pass := range 2 {
+		if err := r.Reconcile(ctx); err == nil {
+			t.Fatalf("pass %d: no error with the Service refused", pass)
+		}
+		got := r.Problems()
+		if len(got) != 1 || got[0].Reason != ReasonApplyFailed || got[0].Object.UID != "uid-web" ||
+			!strings.Contains(got[0].Message, "exceeded quota") || !strings.Contains(got[0].Message, "Service shop/") {
+			t.Fatalf("pass %d: problems %+v, want one %s about the Service's quota on shop/web", pass, got, ReasonApplyFailed)
+		}
+		if n := calls.Load(); n != 1 {
+			t.Fatalf("pass %d: OnProblems called %d times, want once (the same failure again is no change)", pass, n)
+		}
+	}
+	refuse.Store(false)
+	if err := r.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Problems(); len(got) != 0 {
+		t.Fatalf("problems after the apply went through: %+v", got)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("OnProblems called %d times, want 2 (failure, recovery)", n)
 	}
 }

@@ -62,6 +62,7 @@ func newDedicatedMode(k *kubeMode, rc *rest.Config) (*dedicatedMode, error) {
 	rec, err := dedicated.New(dedicated.Config{
 		Client: k.client, Dynamic: dyn, Namespaces: k.cfg.WatchNamespaces,
 		Translate: k.s.cfg.Translate, Image: image, Logger: k.log,
+		OnProblems: k.wake, // the leader's status loop emits them as Events
 	})
 	if err != nil {
 		return nil, err
@@ -92,7 +93,8 @@ func (d *dedicatedMode) rebuild(view *store.Objects) *store.Objects {
 // status splits the Ingresses the shared build does not own (others) into
 // dedicated targets, with the addresses of their own Service, and the real
 // others; Ingresses of an unusable class are in neither. It also returns
-// the Events about dedicated Ingresses.
+// the Events about dedicated Ingresses, the reconciler's refused applies
+// among them.
 func (d *dedicatedMode) status(others []*networkingv1.Ingress) ([]status.Target, []*networkingv1.Ingress, []status.Problem) {
 	d.mu.Lock()
 	plan, services, problems := d.plan, d.services, d.problems
@@ -117,8 +119,9 @@ func (d *dedicatedMode) status(others []*networkingv1.Ingress) ([]status.Target,
 		}
 		rest = append(rest, ing)
 	}
-	out := make([]status.Problem, 0, len(plan.Problems)+len(waiting)+len(problems))
-	out = append(append(append(out, plan.Problems...), waiting...), problems...)
+	applyFailed := d.rec.Problems()
+	out := make([]status.Problem, 0, len(plan.Problems)+len(waiting)+len(problems)+len(applyFailed))
+	out = append(append(append(append(out, plan.Problems...), waiting...), problems...), applyFailed...)
 	return targets, rest, out
 }
 

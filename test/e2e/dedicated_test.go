@@ -21,6 +21,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -420,6 +421,67 @@ func TestDedicatedMode(t *testing.T) {
 			t.Fatal(err)
 		}
 		dedWaitGone(t, ctx, cs, dedNS, dedicated.IngressUnitName(dedNS, "nosvc"))
+	})
+
+	t.Run("a refused child becomes an Event", func(t *testing.T) {
+		// A ResourceQuota that allows no load-balancer Service: the API
+		// server refuses the dedicated Service, and the user should learn
+		// why from the Ingress, not from the controller's log.
+		lbs := corev1.ResourceList{corev1.ResourceServicesLoadBalancers: resource.MustParse("0")}
+		quota, err := cs.CoreV1().ResourceQuotas(dedNS).Create(ctx, &corev1.ResourceQuota{
+			ObjectMeta: metav1.ObjectMeta{Name: "no-load-balancers"},
+			Spec:       corev1.ResourceQuotaSpec{Hard: lbs},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// No kube-controller-manager runs here to compute the quota's
+		// usage; write it as that controller would, so that admission
+		// enforces the limit rather than refusing for an unknown status.
+		quota.Status = corev1.ResourceQuotaStatus{Hard: lbs, Used: lbs}
+		if _, err := cs.CoreV1().ResourceQuotas(dedNS).UpdateStatus(ctx, quota, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		quotaGone := false
+		defer func() {
+			if !quotaGone {
+				_ = cs.CoreV1().ResourceQuotas(dedNS).Delete(ctx, quota.Name, metav1.DeleteOptions{})
+			}
+		}()
+		mustCreate(t, func() error {
+			_, err := cs.NetworkingV1().Ingresses(dedNS).Create(ctx, hostIngress(dedNS, "quota", dedClass, "quota.example", "web"), metav1.CreateOptions{})
+			return err
+		})
+		dedWaitEvent(t, ctx, cs, dedNS, "quota", dedicated.ReasonApplyFailed, corev1.EventTypeWarning)
+		unit := dedicated.IngressUnitName(dedNS, "quota")
+		eventually(t, "the children other than the Service applied", func() bool {
+			k := dedGetKids(ctx, cs, dedNS, unit)
+			return k.deploy != nil && k.pdb != nil && k.sa != nil && k.role != nil && k.binding != nil
+		})
+		if dedGetKids(ctx, cs, dedNS, unit).svc != nil {
+			t.Fatal("the Service exists although the quota allows no load balancer")
+		}
+
+		// The quota lifted, the Service follows. The reconciler retries
+		// with backoff (up to 30 s); a change to the Ingress starts a
+		// pass at once.
+		if err := cs.CoreV1().ResourceQuotas(dedNS).Delete(ctx, quota.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		quotaGone = true
+		ing, err := cs.NetworkingV1().Ingresses(dedNS).Get(ctx, "quota", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ing.Annotations = map[string]string{"example.com/touched": "after the quota"}
+		if _, err := cs.NetworkingV1().Ingresses(dedNS).Update(ctx, ing, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the Service created once the quota is gone", func() bool { return dedGetKids(ctx, cs, dedNS, unit).complete() })
+		if err := cs.NetworkingV1().Ingresses(dedNS).Delete(ctx, "quota", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		dedWaitGone(t, ctx, cs, dedNS, unit)
 	})
 
 	t.Run("class with a missing IngressClassConfig", func(t *testing.T) {
