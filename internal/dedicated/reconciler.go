@@ -352,7 +352,9 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 			want[it.kind.key(it.ns, it.name)] = true
 			if err := r.apply(ctx, it); err != nil {
 				errs = append(errs, err)
-				problems = append(problems, applyProblems(u, err)...)
+				if !errors.As(err, new(*replacingError)) {
+					problems = append(problems, applyProblems(u, err)...)
+				}
 			}
 		}
 	}
@@ -378,6 +380,13 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
+
+// replacingError is the failed apply of a child just deleted to be created
+// anew (an immutable field changed): the next pass creates it, so it is
+// retried but reported to nobody.
+type replacingError struct{ error }
+
+func (e *replacingError) Unwrap() error { return e.error }
 
 // ReasonApplyFailed is the Warning on an Ingress whose dedicated proxy's
 // children the API server refuses (a ResourceQuota, an admission policy,
@@ -473,6 +482,7 @@ func (r *Reconciler) apply(ctx context.Context, it applyItem) error {
 			if rmErr := r.remove(ctx, k, existing); rmErr != nil {
 				return rmErr
 			}
+			return r.fail(ctx, key, &replacingError{fmt.Errorf("apply %s %s/%s: %w", k.name, ns, name, err)})
 		}
 		return r.fail(ctx, key, fmt.Errorf("apply %s %s/%s: %w", k.name, ns, name, err))
 	}

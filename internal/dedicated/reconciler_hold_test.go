@@ -2,6 +2,7 @@ package dedicated
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -96,6 +97,9 @@ func TestReconcileInvalidKeepsChild(t *testing.T) {
 	if _, err := c.CoreV1().Services("shop").Get(ctx, unit, metav1.GetOptions{}); err != nil {
 		t.Fatalf("the Service is gone: %v", err)
 	}
+	if p := r.Problems(); len(p) != 1 || p[0].Reason != ReasonApplyFailed || !strings.Contains(p[0].Message, "bad key") {
+		t.Fatalf("problems %+v, want the refusal reported on the Ingress", p)
+	}
 
 	// An immutable field that really differs: replaced.
 	classed := config("ded", toriiv1alpha1.ModeDedicated)
@@ -108,6 +112,11 @@ func TestReconcileInvalidKeepsChild(t *testing.T) {
 	d := deletes(c, before)
 	if len(d) != 1 || d[0].GetResource().Resource != "services" {
 		t.Fatalf("deletes after a loadBalancerClass change: %v", d)
+	}
+	// The replacement is the controller's own doing, not a failure to
+	// report: the next pass creates the Service.
+	if p := r.Problems(); len(p) != 0 {
+		t.Fatalf("problems %+v after a replacement, want none", p)
 	}
 }
 
