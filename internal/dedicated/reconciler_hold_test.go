@@ -22,13 +22,13 @@ import (
 
 // startReconciler runs a Reconciler on fake clients until the test ends,
 // its caches synced.
-func startReconciler(t *testing.T) (context.Context, *Reconciler, *fake.Clientset) {
+func startReconciler(t *testing.T, onProblems func()) (context.Context, *Reconciler, *fake.Clientset) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	c := fake.NewClientset()
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
 		map[schema.GroupVersionResource]string{toriiv1alpha1.GroupVersionResource: "IngressClassConfigList"})
-	r, err := New(Config{Client: c, Dynamic: dyn, Translate: tcfg, Image: "img"})
+	r, err := New(Config{Client: c, Dynamic: dyn, Translate: tcfg, Image: "img", OnProblems: onProblems})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func deletes(c *fake.Clientset, from int) []k8stesting.Action {
 // the config must not cost the load balancer its address); a changed
 // loadBalancerClass, which the server cannot update, replaces it.
 func TestReconcileInvalidKeepsChild(t *testing.T) {
-	ctx, r, c := startReconciler(t)
+	ctx, r, c := startReconciler(t, nil)
 	view := &store.Objects{IngressClasses: []*networkingv1.IngressClass{class("c", "ded")}, Ingresses: []*networkingv1.Ingress{ingress("shop", "web", "c", "")}}
 	conf := config("ded", toriiv1alpha1.ModeDedicated)
 	unit := reconcileUnit(ctx, t, r, view, conf)
@@ -160,7 +160,7 @@ func TestImmutableChanged(t *testing.T) {
 // or whose parameters are broken keeps its children (and is warned about
 // once it has some); a class of another controller releases them.
 func TestReconcileUnresolvableClassHolds(t *testing.T) {
-	ctx, r, c := startReconciler(t)
+	ctx, r, c := startReconciler(t, nil)
 	ing := ingress("shop", "web", "c", "")
 	other := ingress("shop", "other", "c", "") // no children
 	conf := config("ded", toriiv1alpha1.ModeDedicated)

@@ -127,9 +127,8 @@ func TestReconcile(t *testing.T) {
 // ResourceQuota on load-balancer Services) becomes a Warning on the
 // Ingress, reported once, and clears when the apply goes through.
 func TestReconcileApplyRefused(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	c := fake.NewClientset()
+	var calls atomic.Int32
+	ctx, r, c := startReconciler(t, func() { calls.Add(1) })
 	var refuse atomic.Bool
 	refuse.Store(true)
 	c.PrependReactor("patch", "services", func(action k8stesting.Action) (bool, runtime.Object, error) {
@@ -139,18 +138,6 @@ func TestReconcileApplyRefused(t *testing.T) {
 		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "services"}, action.(k8stesting.PatchAction).GetName(),
 			errors.New("exceeded quota: lb, requested: services.loadbalancers=1, used: services.loadbalancers=0, limited: services.loadbalancers=0"))
 	})
-	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
-		map[schema.GroupVersionResource]string{toriiv1alpha1.GroupVersionResource: "IngressClassConfigList"})
-	var calls atomic.Int32
-	r, err := New(Config{Client: c, Dynamic: dyn, Translate: tcfg, Image: "img", OnProblems: func() { calls.Add(1) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go r.configs.RunWithContext(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = r.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	waitFor(t, "caches", func() bool { return r.synced.Load() && r.configs.HasSynced() })
 
 	ing := ingress("shop", "web", "c", "")
 	ing.UID = "uid-web"
