@@ -442,12 +442,9 @@ func TestDedicatedMode(t *testing.T) {
 		if _, err := cs.CoreV1().ResourceQuotas(dedNS).UpdateStatus(ctx, quota, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		quotaGone := false
-		defer func() {
-			if !quotaGone {
-				_ = cs.CoreV1().ResourceQuotas(dedNS).Delete(ctx, quota.Name, metav1.DeleteOptions{})
-			}
-		}()
+		// Gone before the next subtest even if this one fails (a second
+		// delete is a harmless NotFound).
+		defer cs.CoreV1().ResourceQuotas(dedNS).Delete(ctx, quota.Name, metav1.DeleteOptions{})
 		mustCreate(t, func() error {
 			_, err := cs.NetworkingV1().Ingresses(dedNS).Create(ctx, hostIngress(dedNS, "quota", dedClass, "quota.example", "web"), metav1.CreateOptions{})
 			return err
@@ -468,7 +465,6 @@ func TestDedicatedMode(t *testing.T) {
 		if err := cs.CoreV1().ResourceQuotas(dedNS).Delete(ctx, quota.Name, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		quotaGone = true
 		ing, err := cs.NetworkingV1().Ingresses(dedNS).Get(ctx, "quota", metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
